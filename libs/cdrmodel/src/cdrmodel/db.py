@@ -1,0 +1,247 @@
+"""PostgreSQL: the engine factory and every table (one metadata, migrated by Alembic)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    Sequence,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+AMOUNT = Numeric(20, 8)  # stored money: exact, 8 places
+
+
+def _ts(name: str, nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(name, DateTime(timezone=True), nullable=nullable, server_default=func.now())
+
+
+tenant = Table(
+    "tenant",
+    metadata,
+    Column("database_id", Text, primary_key=True),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("timezone", Text, nullable=False, server_default="UTC"),
+    Column("country", Text, nullable=False, server_default="US"),
+    Column("currency", Text, nullable=False, server_default="USD"),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+api_account = Table(
+    "api_account",
+    metadata,
+    Column("database_id", Text, nullable=False),
+    Column("api_account_id", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("daily_limit", Integer, nullable=True),
+    Column("default_package", Text, nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    PrimaryKeyConstraint("database_id", "api_account_id"),
+    ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
+)
+
+package = Table(
+    "package",
+    metadata,
+    Column("database_id", Text, nullable=False),
+    Column("package_id", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("route_id", Text, nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    PrimaryKeyConstraint("database_id", "package_id"),
+    ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
+)
+
+route = Table(
+    "route",
+    metadata,
+    Column("database_id", Text, nullable=False),
+    Column("route_id", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    _ts("created_at"),
+    _ts("updated_at"),
+    PrimaryKeyConstraint("database_id", "route_id"),
+    ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
+)
+
+# One table for both kinds of deck: a package's sell deck and a route's cost deck.
+rate_line = Table(
+    "rate_line",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("database_id", Text, nullable=False),
+    Column("deck_kind", Text, nullable=False),  # 'package' | 'route'
+    Column("deck_id", Text, nullable=False),
+    Column("prefix", Text, nullable=False),
+    Column("destination", Text, nullable=False, server_default=""),
+    Column("rate", Numeric, nullable=False),
+    Column("increment", Integer, nullable=False, server_default="60"),
+    Column("initial_increment", Integer, nullable=True),
+    Column("connect_fee", Numeric, nullable=False, server_default="0"),
+    Column("effective_from", DateTime(timezone=True), nullable=True),
+    Column("effective_to", DateTime(timezone=True), nullable=True),
+    Column("direction", Text, nullable=False, server_default="outbound"),
+    ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
+    Index(None, "database_id", "prefix"),
+    Index(None, "database_id", "deck_kind", "deck_id"),
+)
+
+extension = Table(
+    "extension",
+    metadata,
+    Column("database_id", Text, nullable=False),
+    Column("extension", Text, nullable=False),
+    Column("package_id", Text, nullable=True),
+    Column("account", Text, nullable=True),
+    Column("client", Text, nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    PrimaryKeyConstraint("database_id", "extension"),
+    ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
+)
+
+# The feed id is a change sequence: every (re)write of a CDR takes the next value.
+cdr_feed_seq = Sequence("cdr_feed_seq", metadata=metadata)
+
+cdr = Table(
+    "cdr",
+    metadata,
+    # Assigned at ingest and carried by the event: a redelivered event hits this key.
+    Column("cdr_id", UUID(as_uuid=True), primary_key=True),
+    Column("database_id", Text, nullable=False),
+    Column("api_account", Text, nullable=False),
+    Column("external_id", Text, nullable=True),
+    Column("source", Text, nullable=False, server_default="api"),
+    Column("originating_number", Text, nullable=False),
+    Column("destination_number", Text, nullable=False),
+    Column("start_time", DateTime(timezone=True), nullable=True),
+    Column("start_time_raw", Text, nullable=True),
+    Column("duration", Integer, nullable=False),
+    Column("disposition", Text, nullable=False),
+    Column("ring_seconds", Integer, nullable=True),
+    Column("account_code", Text, nullable=True),
+    Column("extra", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    # Rating outcome
+    Column("rated", Boolean, nullable=False, server_default=text("false")),
+    Column("unrated_reason", Text, nullable=True),
+    Column("direction", Text, nullable=True),
+    Column("extension", Text, nullable=True),
+    Column("package_id", Text, nullable=True),
+    Column("route_id", Text, nullable=True),
+    Column("account", Text, nullable=True),
+    Column("client", Text, nullable=True),
+    Column("normalized_number", Text, nullable=True),
+    Column("call_type", Text, nullable=True),
+    Column("call_billing", Text, nullable=True),
+    Column("destination_name", Text, nullable=True),
+    Column("matched_prefix", Text, nullable=True),
+    Column("billed_seconds", Integer, nullable=False, server_default="0"),
+    Column("rate", Numeric, nullable=True),
+    Column("total", AMOUNT, nullable=True),
+    Column("cost", AMOUNT, nullable=True),
+    Column("currency", Text, nullable=False, server_default="USD"),
+    Column("feed_id", BigInteger, cdr_feed_seq, nullable=False,
+           server_default=cdr_feed_seq.next_value()),
+    _ts("rated_at"),
+    _ts("updated_at"),
+    ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
+    Index(None, "database_id", "feed_id"),
+    Index(None, "database_id", "start_time"),
+    Index(None, "database_id", "unrated_reason", postgresql_where=text("NOT rated")),
+)
+
+subscription = Table(
+    "subscription",
+    metadata,
+    Column("database_id", Text, nullable=False),
+    Column("subscription_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("format", Text, nullable=False, server_default="json"),
+    # A signing secret must be read back to sign, so it is stored, not hashed.
+    Column("secret", Text, nullable=False),
+    Column("filter", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("max_attempts", Integer, nullable=False, server_default="10"),
+    Column("xmlrpc_method", Text, nullable=False, server_default="cdr.notify"),
+    _ts("created_at"),
+    _ts("updated_at"),
+    PrimaryKeyConstraint("database_id", "subscription_id"),
+    ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
+)
+
+delivery = Table(
+    "delivery",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("database_id", Text, nullable=False),
+    Column("subscription_id", Text, nullable=False),
+    Column("cdr_id", UUID(as_uuid=True), nullable=False),
+    Column("feed_id", BigInteger, nullable=False),
+    Column("webhook_id", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("payload", JSONB, nullable=False),
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    ForeignKeyConstraint(
+        ["database_id", "subscription_id"],
+        ["subscription.database_id", "subscription.subscription_id"],
+        ondelete="CASCADE",
+    ),
+    # A redelivered cdr.rated event finds its delivery already recorded.
+    UniqueConstraint("database_id", "subscription_id", "cdr_id", "feed_id"),
+    Index(None, "next_attempt_at", postgresql_where=text("status = 'pending'")),
+)
+
+delivery_attempt = Table(
+    "delivery_attempt",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("http_status", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    ForeignKeyConstraint(["delivery_id"], ["delivery.id"], ondelete="CASCADE"),
+    Index(None, "delivery_id"),
+)
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """The one engine of a process, created in the app's lifespan (never at import)."""
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain libpq form of a SQLAlchemy URL, for asyncpg.connect / COPY."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)

@@ -1,0 +1,90 @@
+"""One error base class (message, HTTP status, contract code) and the handlers that render it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class CdrError(Exception):
+    """An error a client caused or must know about; rendered as `{"code", "message"}`."""
+
+    status_code: int = 400
+    code: int | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: int | None = None,
+        detail: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        if code is not None:
+            self.code = code
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"message": self.message}
+        if self.code is not None:
+            out["code"] = self.code
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
+
+
+class NotFound(CdrError):
+    status_code = 404
+
+
+class Unauthorized(CdrError):
+    status_code = 401
+
+
+class Unprocessable(CdrError):
+    status_code = 422
+
+
+class Unavailable(CdrError):
+    """Infrastructure is down: the client should retry; nothing was stored."""
+
+    status_code = 503
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as JSON with a message; unknown routes are 404 JSON, never HTML."""
+
+    async def on_cdr_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, CdrError)
+        headers = {"WWW-Authenticate": "Basic"} if exc.status_code == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such path: {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} not allowed on {request.url.path}"
+        return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"][1:]) or "body"
+        return JSONResponse(
+            {"message": f"{where}: {first['msg']}", "detail": errors}, status_code=422
+        )
+
+    app.add_exception_handler(CdrError, on_cdr_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)

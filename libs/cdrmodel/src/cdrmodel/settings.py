@@ -1,0 +1,52 @@
+"""Settings shared by every service: read from CDR_* environment variables, validated at start."""
+
+from __future__ import annotations
+
+import sys
+from typing import Self, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """What every cdrflow process needs; each service subclasses it with its own port."""
+
+    model_config = SettingsConfigDict(env_prefix="CDR_", extra="ignore")
+
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:54329/cdrflow",
+        description="SQLAlchemy URL of PostgreSQL (asyncpg driver).",
+    )
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers.")
+    topic_namespace: str = Field(
+        "", description="Prefix added to every topic name (lets several stacks share a broker)."
+    )
+    kafka_partitions: int = Field(6, ge=1, description="Partitions of topics created by cdrflow.")
+    admin_token: str = Field("change-me", min_length=8, description="Bearer token of admin APIs.")
+    host: str = "127.0.0.1"
+    log_level: str = "info"
+    db_pool_size: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _check_urls(self) -> Self:
+        if not self.database_url.startswith("postgresql"):
+            raise ValueError("CDR_DATABASE_URL must be a postgresql:// URL")
+        return self
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S]) -> S:
+    """Build settings or exit with a message naming each bad variable (fail fast, no traceback)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        lines = []
+        for err in exc.errors():
+            name = (prefix + "_".join(str(p) for p in err["loc"])).upper() or "settings"
+            lines.append(f"invalid setting {name}: {err['msg']}")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

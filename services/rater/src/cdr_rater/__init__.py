@@ -1,0 +1,1 @@
+"""cdrflow rater: consumes submitted CDRs, prices them and stores them."""
