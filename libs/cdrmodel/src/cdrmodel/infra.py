@@ -79,7 +79,9 @@ class EmbeddedPostgres:
         return self.data_dir / "server.log"
 
     def url(self, database: str | None = None) -> str:
-        return f"postgresql+asyncpg://{PG_SUPERUSER}@127.0.0.1:{self.port}/{database or self.database}"
+        return (
+            f"postgresql+asyncpg://{PG_SUPERUSER}@127.0.0.1:{self.port}/{database or self.database}"
+        )
 
     def _prepare_owner(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +113,11 @@ class EmbeddedPostgres:
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.bin_dir / args[0]), *args[1:]],
-            user=self._user, capture_output=True, text=True, timeout=timeout, check=False,
+            user=self._user,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def is_running(self) -> bool:
@@ -131,8 +137,14 @@ class EmbeddedPostgres:
             raise InfraError(f"port {self.port} is busy")
         if not (self.data_dir / "PG_VERSION").exists():
             done = self._run(
-                "initdb", "-D", str(self.data_dir), "-U", PG_SUPERUSER, "--auth=trust",
-                "--encoding=UTF8", "--no-instructions",
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                PG_SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
             )
             if done.returncode != 0:
                 raise InfraError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
@@ -141,8 +153,17 @@ class EmbeddedPostgres:
             " -c shared_buffers=128MB"
         )
         done = self._run(
-            "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l",
-            str(self.log_file), "-o", options,
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
         )
         if done.returncode != 0:
             tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
@@ -200,9 +221,19 @@ class Tansu:
         url = f"tcp://127.0.0.1:{self.port}"
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(self.binary()), "broker", "--listener-url", url,
-                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    str(self.binary()),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
             )
         if not wait_for_port(self.port, timeout=timeout):

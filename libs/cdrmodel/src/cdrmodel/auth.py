@@ -1,0 +1,57 @@
+"""Credentials: argon2 hashes at rest, constant-time comparison, a verified-credential cache.
+
+argon2 verification costs tens of milliseconds of CPU by design; a PBX posting every call
+cannot pay that per request. After one successful verification we keep an HMAC of the
+password under a per-process random key, bound to the stored hash (a password change makes a
+new hash and so a cache miss), and compare later requests against it in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+from collections import OrderedDict
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _verify_slow(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+class CredentialVerifier:
+    def __init__(self, max_entries: int = 10000) -> None:
+        self._key = os.urandom(32)
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._max = max_entries
+
+    def _mac(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        mac = self._mac(password)
+        known = self._cache.get(password_hash)
+        if known is not None:
+            return hmac.compare_digest(known, mac)
+        ok = await asyncio.to_thread(_verify_slow, password_hash, password)
+        if ok:
+            self._cache[password_hash] = mac
+            if len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return ok
+
+
+def token_matches(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -1,0 +1,60 @@
+"""Events on Kafka: past-tense nouns, one JSON object a message, keyed by tenant."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DISPOSITIONS = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION")
+
+
+def new_cdr_id() -> uuid.UUID:
+    """A UUIDv7 (time-ordered): ids of one tenant sort roughly by arrival."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+class CdrSubmitted(BaseModel):
+    """A CDR accepted by ingest (topic cdr.submitted.v1). `cdr_id` is its identity downstream."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cdr_id: uuid.UUID
+    database_id: str
+    api_account: str
+    source: str = "api"
+    received_at: datetime
+    originating_number: str
+    destination_number: str
+    start_time: datetime | None = None
+    start_time_raw: str | None = None  # kept when present but unreadable
+    duration: int
+    disposition: str = "ANSWERED"
+    ring_seconds: int | None = None
+    direction: str | None = None
+    account_code: str | None = None
+    external_id: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class CdrRated(BaseModel):
+    """A CDR stored by the rater, priced or held unrated (topic cdr.rated.v1).
+
+    `record` is the contract's stored record, ready to push; `feed_id` names this version.
+    """
+
+    cdr_id: uuid.UUID
+    database_id: str
+    feed_id: int
+    record: dict[str, Any]

@@ -1,0 +1,140 @@
+"""Kafka plumbing: topic names, producer/consumer factories and the batch consumer loop.
+
+Only the plain protocol is used (acks=all, keyed partitioning, manual offset commits) so the
+same code runs on Tansu and on Apache Kafka; no idempotent producer, no transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+SUBMITTED = "cdr.submitted.v1"
+RATED = "cdr.rated.v1"
+ALL_TOPICS = (SUBMITTED, RATED)
+
+
+def topic_name(base: str, namespace: str = "") -> str:
+    return f"{namespace}{base}"
+
+
+def make_producer(bootstrap: str, *, linger_ms: int = 5) -> AIOKafkaProducer:
+    # acks=all: a record is acknowledged only once every in-sync replica has it.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=linger_ms,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=15000,
+        enable_idempotence=False,
+    )
+
+
+def make_consumer(bootstrap: str, topic: str, *, group_id: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,  # offsets are committed only after PostgreSQL committed
+        auto_offset_reset="earliest",
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=2000,
+        max_poll_interval_ms=600000,
+        fetch_max_wait_ms=100,
+    )
+
+
+async def ensure_topics(bootstrap: str, names: Sequence[str], *, partitions: int) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            for name in names
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+class KafkaProbe:
+    """Readiness: can we fetch cluster metadata right now?"""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        self._started = False
+
+    async def check(self, timeout: float = 3.0) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                if not self._started:
+                    await self._client.bootstrap()
+                    self._started = True
+                await self._client.fetch_all_metadata()
+                return True
+        except (TimeoutError, KafkaError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+
+
+async def run_batches(
+    consumer: AIOKafkaConsumer,
+    handler: BatchHandler,
+    *,
+    max_records: int = 500,
+    timeout_ms: int = 200,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> None:
+    """The consumer loop every service shares.
+
+    Consistency order: the handler persists the whole batch (and publishes what follows from
+    it) and returns; only then are the batch's offsets committed. A crash before the commit
+    redelivers the batch, which the handler's unique keys absorb: at-least-once in,
+    exactly-once stored. A failing handler is retried on the same batch, never skipped.
+    """
+    backoff = 0.2
+    while True:
+        batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        records = [rec for part in batches.values() for rec in part]
+        if not records:
+            continue
+        while True:
+            try:
+                await handler(records)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the batch stays uncommitted and is retried
+                if on_error is not None:
+                    on_error(exc)
+                log.exception("batch of %d failed; retrying in %.1fs", len(records), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+        backoff = 0.2
+        offsets = {tp: part[-1].offset + 1 for tp, part in batches.items() if part}
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError:
+            # A rebalance took the partitions away; their new owner re-reads from the last
+            # commit and the unique keys absorb the repeat.
+            log.warning("offset commit lost to a rebalance; batch will be seen again")

@@ -1,0 +1,129 @@
+"""API accounts as principals: lookup with a short cache, and the contract's auth codes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cdrmodel.auth import CredentialVerifier
+from cdrmodel.db import api_account, tenant
+from cdrmodel.errors import CdrError
+
+DB_UNKNOWN = 50443
+ACCOUNT_UNKNOWN = 50440
+PASSWORD_MISSING = 50300
+PASSWORD_WRONG = 50390
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    database_id: str
+    api_account_id: str
+    password_hash: str
+    daily_limit: int | None
+    default_package: str | None
+    timezone: str
+    country: str
+    currency: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.database_id}/{self.api_account_id}"
+
+
+class AuthError(CdrError):
+    status_code = 401
+
+
+_MISSING = object()
+
+
+class PrincipalDirectory:
+    """Looks API accounts up; caches rows for `ttl` seconds so a PBX burst costs one query."""
+
+    def __init__(self, engine: AsyncEngine, *, ttl: float = 5.0) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, object]] = {}
+        self.verifier = CredentialVerifier()
+
+    async def _load(self, database_id: str, account_id: str) -> Principal | bool:
+        """The principal; False when the tenant is unknown; True when only the account is."""
+        key = (database_id, account_id)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]  # type: ignore[return-value]
+        query = (
+            select(
+                tenant,
+                api_account.c.api_account_id,
+                api_account.c.password_hash,
+                api_account.c.daily_limit,
+                api_account.c.default_package,
+            )
+            .select_from(
+                tenant.outerjoin(
+                    api_account,
+                    and_(
+                        api_account.c.database_id == tenant.c.database_id,
+                        api_account.c.api_account_id == account_id,
+                    ),
+                )
+            )
+            .where(tenant.c.database_id == database_id)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        result: Principal | bool
+        if row is None:
+            result = False
+        elif row["api_account_id"] is None:
+            result = True
+        else:
+            result = Principal(
+                database_id=database_id,
+                api_account_id=account_id,
+                password_hash=row["password_hash"],
+                daily_limit=row["daily_limit"],
+                default_package=row["default_package"],
+                timezone=row["timezone"],
+                country=row["country"],
+                currency=row["currency"],
+            )
+        if len(self._cache) > 50000:
+            self._cache.clear()
+        self._cache[key] = (now + self._ttl, result)
+        return result
+
+    def forget(self, database_id: str, account_id: str) -> None:
+        self._cache.pop((database_id, account_id), None)
+
+    async def authenticate(
+        self, database_id: str | None, account_id: str | None, password: str | None
+    ) -> Principal:
+        """Checks in the contract's order; raises AuthError carrying the failing code."""
+        if not database_id:
+            raise AuthError("DatabaseID missing", code=DB_UNKNOWN)
+        found = await self._load(database_id, account_id or "")
+        if found is False:
+            raise AuthError("DatabaseID unknown", code=DB_UNKNOWN)
+        if not account_id or found is True:
+            raise AuthError(
+                "APIAccountID missing or unknown in that database", code=ACCOUNT_UNKNOWN
+            )
+        assert isinstance(found, Principal)
+        if not password:
+            raise AuthError("APIPassword missing", code=PASSWORD_MISSING)
+        if not await self.verifier.verify(found.password_hash, password):
+            raise AuthError("APIPassword wrong", code=PASSWORD_WRONG)
+        return found
+
+
+def split_login(login: str) -> tuple[str, str]:
+    """`DatabaseID/APIAccountID` as one string (Basic user name, `login=` parameter)."""
+    database_id, _, account_id = login.partition("/")
+    return database_id, account_id

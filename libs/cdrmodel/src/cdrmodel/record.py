@@ -1,0 +1,80 @@
+"""The stored record of contract §3: what a push carries and the query APIs return."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cdrmodel.money import fmt8, minor_units
+
+# Seed 003 statuses for our dispositions.
+_STATUS = {
+    "ANSWERED": "ANSWER",
+    "NO ANSWER": "NOANSWER",
+    "BUSY": "BUSY",
+    "FAILED": "CHANUNAVAIL",
+    "CONGESTION": "CONGESTION",
+}
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name) if name else None
+    except (KeyError, ValueError):
+        return None
+
+
+def render_record(row: Mapping[str, Any], *, timezone: str | None = None) -> dict[str, Any]:
+    """Build the record from a `cdr` row (column names of cdrmodel.db.cdr)."""
+    extra: dict[str, Any] = dict(row.get("extra") or {})
+    start: datetime | None = row.get("start_time")
+    zone = _zone(timezone)
+    if start is not None and zone is not None:
+        start = start.astimezone(zone)
+    inbound = row.get("direction") == "inbound"
+    total = row.get("total")
+    currency = row.get("currency") or "USD"
+    cdr_id = str(row["cdr_id"])
+    record: dict[str, Any] = dict(extra)  # whatever else the PBX sent, under ours
+    record.update(
+        caller=row["originating_number"],
+        target=row["destination_number"],
+        time=int(start.timestamp()) if start is not None else None,
+        duration=row["duration"],
+        ivruniqueid=row.get("external_id") or cdr_id,
+        type=extra.get("type") or ("Incoming Call" if inbound else "Extension Outgoing"),
+        status=extra.get("status") or _STATUS.get(row["disposition"], row["disposition"]),
+        did=extra.get("did") or (row["destination_number"] if inbound else ""),
+        dialtime=row.get("ring_seconds") or 0,
+        price=minor_units(total, currency) if total is not None else 0,
+        cdr_id=cdr_id,
+        external_id=row.get("external_id"),
+        database_id=row["database_id"],
+        api_account=row["api_account"],
+        account=row.get("account"),
+        extension=row.get("extension"),
+        account_code=row.get("account_code"),
+        start_time=start.isoformat() if start is not None else None,
+        disposition=row["disposition"],
+        direction=row.get("direction"),
+        call_type=row.get("call_type"),
+        call_billing=row.get("call_billing"),
+        destination_name=row.get("destination_name"),
+        matched_prefix=row.get("matched_prefix"),
+        billed_seconds=row.get("billed_seconds") or 0,
+        rate=fmt8(row.get("rate")),
+        total=fmt8(total),
+        cost=fmt8(row.get("cost")),
+        currency=currency,
+        rated=bool(row.get("rated")),
+        unrated_reason=row.get("unrated_reason"),
+    )
+    if row.get("start_time_raw") and start is None:
+        record["start_time_raw"] = row["start_time_raw"]
+    return record
+
+
+def epoch_now() -> int:
+    return int(datetime.now(UTC).timestamp())

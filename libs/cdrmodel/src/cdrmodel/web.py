@@ -1,0 +1,71 @@
+"""What every service's HTTP app has: health, readiness, metrics, JSON errors, admin auth."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cdrmodel.auth import token_matches
+from cdrmodel.errors import CdrError, install_error_handlers
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def database_check(engine: AsyncEngine, timeout: float = 3.0) -> Check:
+    async def check() -> bool:
+        try:
+            async with asyncio.timeout(timeout), engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # any failure means not ready; the reason is in the DB log
+            return False
+
+    return check
+
+
+def add_common_routes(app: FastAPI) -> None:
+    """`/healthz`, `/readyz` (checks in app.state.checks), `/metrics`; JSON error handlers."""
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["ops"], summary="200 while the process lives")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="200 only while PostgreSQL and Kafka work")
+    async def readyz(request: Request) -> JSONResponse:
+        checks: dict[str, Check] = getattr(request.app.state, "checks", {})
+        names = list(checks)
+        results = await asyncio.gather(*(checks[n]() for n in names))
+        body: dict[str, Any] = {
+            n: ("ok" if r else "down") for n, r in zip(names, results, strict=True)
+        }
+        ready = bool(names) and all(results)
+        body["status"] = "ready" if ready else "not ready"
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus text format")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def require_admin(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    expected: str = request.app.state.settings.admin_token
+    if creds is None or not token_matches(creds.credentials, expected):
+        raise CdrError("admin bearer token missing or wrong", status_code=401)
+
+
+AdminDep = Depends(require_admin)

@@ -1,0 +1,1 @@
+"""cdrflow ingest: authenticates, validates and publishes submitted CDRs."""

@@ -1,0 +1,59 @@
+"""Ingest app factory: the lifespan owns the engine, the producer and the readiness probes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from cdrmodel.db import make_engine
+from cdrmodel.kafka import SUBMITTED, KafkaProbe, make_producer, topic_name
+from cdrmodel.principals import PrincipalDirectory
+from cdrmodel.web import add_common_routes, database_check
+from fastapi import FastAPI
+
+from cdr_ingest.deps import IngestState
+from cdr_ingest.publisher import Publisher
+from cdr_ingest.routes import router
+from cdr_ingest.settings import IngestSettings
+
+log = logging.getLogger("cdr_ingest")
+
+
+def create_app(settings: IngestSettings | None = None) -> FastAPI:
+    settings = settings or IngestSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        producer = make_producer(settings.kafka_bootstrap)
+        await producer.start()
+        probe = KafkaProbe(settings.kafka_bootstrap)
+        app.state.ingest = IngestState(
+            engine=engine,
+            directory=PrincipalDirectory(engine),
+            publisher=Publisher(
+                producer,
+                topic_name(SUBMITTED, settings.topic_namespace),
+                timeout=settings.produce_timeout,
+            ),
+        )
+        app.state.checks = {"database": database_check(engine), "kafka": probe.check}
+        log.info("ingest ready on %s:%s", settings.host, settings.port)
+        try:
+            yield
+        finally:
+            await producer.stop()
+            await probe.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="cdrflow ingest",
+        summary="Submit call-detail records (seed 000 compatible)",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    add_common_routes(app)
+    app.include_router(router)
+    return app

@@ -1,0 +1,144 @@
+"""Submission rules of contract §2: validation codes, start times, the CdrSubmitted event.
+
+Pure domain logic (no FastAPI, no aiokafka): routes hand it parameters, it hands back an
+event or raises `Rejected` carrying the contract code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from cdrmodel.errors import CdrError
+from cdrmodel.events import CdrSubmitted, new_cdr_id
+from cdrmodel.principals import Principal
+
+ORIGIN_INVALID = 50411
+DESTINATION_INVALID = 50412
+DURATION_INVALID = 50416
+ACCOUNT_CODE_INVALID = 50413
+EXTERNAL_ID_INVALID = 50414
+DUPLICATE = 50421
+DAILY_LIMIT = 50429
+UNAVAILABLE = 50503
+ACCEPTED = 0
+
+MAX_DURATION = 86400
+_FORMATS = ("%Y-%b-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%b-%d %H:%M", "%Y-%m-%d %H:%M")
+
+
+class Rejected(CdrError):
+    """A record the contract rejects; nothing is stored."""
+
+    status_code = 422
+
+
+def parse_start_time(raw: str, timezone: str) -> datetime | None:
+    """StartDateTime as seed 000 allows it; None when present but unreadable."""
+    text = raw.strip().replace("T", " ", 1) if "T" in raw[:11] else raw.strip()
+    parsed: datetime | None = None
+    for fmt in _FORMATS:
+        try:
+            parsed = datetime.strptime(text, fmt)
+            break
+        except ValueError:
+            continue
+    if parsed is None:
+        try:
+            parsed = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        try:
+            parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
+        except (KeyError, ValueError):
+            parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def parse_duration(raw: str | int | None) -> int:
+    if raw is None or raw == "":
+        raise Rejected("Duration missing", code=DURATION_INVALID)
+    if isinstance(raw, bool):
+        raise Rejected("Duration must be a whole number of seconds", code=DURATION_INVALID)
+    if isinstance(raw, int):
+        value = raw
+    else:
+        text = raw.strip()
+        if not text.isdigit():
+            raise Rejected("Duration must be a whole number of seconds", code=DURATION_INVALID)
+        value = int(text)
+    if value < 0 or value > MAX_DURATION:
+        raise Rejected(f"Duration must be 0..{MAX_DURATION}", code=DURATION_INVALID)
+    return value
+
+
+def _bounded(value: str | None, *, limit: int, code: int, name: str, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise Rejected(f"{name} missing", code=code)
+        return None
+    if len(value) > limit:
+        raise Rejected(f"{name} over {limit} characters", code=code)
+    return value
+
+
+def build_compat_event(
+    params: Mapping[str, str], principal: Principal, *, now: datetime
+) -> CdrSubmitted:
+    """A seed-000 submission (parameter names already lower-cased) as a CdrSubmitted event."""
+    origin = _bounded(
+        params.get("originatingnumber"),
+        limit=20,
+        code=ORIGIN_INVALID,
+        name="OriginatingNumber",
+        required=True,
+    )
+    target = _bounded(
+        params.get("destinationnumber"),
+        limit=20,
+        code=DESTINATION_INVALID,
+        name="DestinationNumber",
+        required=True,
+    )
+    duration = parse_duration(params.get("duration"))
+    account_code = _bounded(
+        params.get("accountcode"),
+        limit=20,
+        code=ACCOUNT_CODE_INVALID,
+        name="AccountCode",
+        required=False,
+    )
+    external_id = _bounded(
+        params.get("externalid"),
+        limit=15,
+        code=EXTERNAL_ID_INVALID,
+        name="ExternalID",
+        required=False,
+    )
+    raw_start = params.get("startdatetime")
+    start: datetime | None
+    start_raw: str | None = None
+    if raw_start is None or raw_start.strip() == "":
+        start = now - timedelta(seconds=duration)
+    else:
+        start = parse_start_time(raw_start, principal.timezone)
+        if start is None:
+            start_raw = raw_start
+    assert origin is not None and target is not None
+    return CdrSubmitted(
+        cdr_id=new_cdr_id(),
+        database_id=principal.database_id,
+        api_account=principal.api_account_id,
+        source="api_submitcdr",
+        received_at=now,
+        originating_number=origin,
+        destination_number=target,
+        start_time=start,
+        start_time_raw=start_raw,
+        duration=duration,
+        disposition="ANSWERED" if duration > 0 else "NO ANSWER",
+        account_code=account_code,
+        external_id=external_id,
+    )

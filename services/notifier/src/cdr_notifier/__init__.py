@@ -1,0 +1,1 @@
+"""cdrflow notifier: pushes rated CDRs to CRMs and serves the query APIs."""

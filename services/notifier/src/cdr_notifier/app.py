@@ -1,0 +1,79 @@
+"""Notifier app factory: the lifespan owns the engine, the consumer, the dispatcher, aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from cdrmodel.db import make_engine
+from cdrmodel.kafka import RATED, KafkaProbe, make_consumer, run_batches, topic_name
+from cdrmodel.principals import PrincipalDirectory
+from cdrmodel.web import add_common_routes, database_check
+from fastapi import FastAPI
+
+from cdr_notifier.consumer import DeliveryRecorder
+from cdr_notifier.delivery import Dispatcher
+from cdr_notifier.deps import NotifierState
+from cdr_notifier.routes import queries, subscriptions
+from cdr_notifier.settings import NotifierSettings
+
+log = logging.getLogger("cdr_notifier")
+
+
+def create_app(settings: NotifierSettings | None = None) -> FastAPI:
+    settings = settings or NotifierSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        probe = KafkaProbe(settings.kafka_bootstrap)
+        wake = asyncio.Event()
+        connector = aiohttp.TCPConnector(limit=settings.push_concurrency, ttl_dns_cache=60)
+        session = aiohttp.ClientSession(connector=connector)
+        app.state.notifier = NotifierState(
+            engine=engine,
+            directory=PrincipalDirectory(engine),
+            wake=wake,
+            allow_private_webhooks=settings.allow_private_webhooks,
+        )
+        app.state.checks = {"database": database_check(engine), "kafka": probe.check}
+        consumer = make_consumer(
+            settings.kafka_bootstrap,
+            topic_name(RATED, settings.topic_namespace),
+            group_id=settings.notifier_group,
+        )
+        await consumer.start()
+        recorder = DeliveryRecorder(engine, wake)
+        tasks = [
+            asyncio.create_task(run_batches(consumer, recorder.handle, max_records=1000)),
+            asyncio.create_task(Dispatcher(engine, session, settings, wake).run()),
+        ]
+        log.info("notifier ready on %s:%s", settings.host, settings.port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await consumer.stop()
+            await session.close()
+            await probe.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="cdrflow notifier",
+        summary="Pushes rated CDRs to CRMs; query, feed and report APIs",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    add_common_routes(app)
+    app.include_router(subscriptions.router)
+    app.include_router(queries.router)
+    return app

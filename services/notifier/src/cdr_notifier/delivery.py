@@ -1,0 +1,183 @@
+"""Pushing deliveries to CRMs: claim due rows, POST signed bodies, record every attempt.
+
+At-least-once: a delivery is leased (FOR UPDATE SKIP LOCKED + locked_until), pushed, and its
+outcome written afterwards. A notifier killed mid-push leaves the lease to expire and the
+delivery is pushed again with the same webhook-id, so receivers can de-duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from cdrmodel.errors import CdrError
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cdr_notifier import repository
+from cdr_notifier.formats import acknowledged, encode, sign
+from cdr_notifier.settings import NotifierSettings
+from cdr_notifier.urls import check_url
+
+log = logging.getLogger(__name__)
+
+PUSHES = Counter("cdrflow_notifier_push_attempts_total", "Push attempts", ["outcome"])
+PUSH_SECONDS = Histogram("cdrflow_notifier_push_seconds", "Latency of push attempts")
+_MAX_RESPONSE = 64 * 1024
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential with full jitter in its upper half: base·2^(n-1) · U(0.5, 1)."""
+    raw = min(cap, base * (2 ** max(0, attempt - 1)))
+    return raw * random.uniform(0.5, 1.0)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        session: aiohttp.ClientSession,
+        settings: NotifierSettings,
+        wake: asyncio.Event,
+    ) -> None:
+        self._engine = engine
+        self._session = session
+        self._settings = settings
+        self._wake = wake
+        self._slots = asyncio.Semaphore(settings.push_concurrency)
+
+    async def run(self) -> None:
+        lease = self._settings.push_timeout + 30
+        while True:
+            try:
+                async with self._engine.begin() as conn:
+                    claimed = await repository.claim_due(
+                        conn, limit=self._settings.push_claim_batch, lease=lease
+                    )
+            except Exception:
+                log.exception("claiming deliveries failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            if not claimed:
+                await self._idle()
+                continue
+            outcomes = await asyncio.gather(*(self._attempt(d) for d in claimed))
+            attempts = [a for a, _ in outcomes if a is not None]
+            updates = [u for _, u in outcomes]
+            while True:
+                try:
+                    async with self._engine.begin() as conn:
+                        await repository.record_outcomes(conn, attempts=attempts, updates=updates)
+                    break
+                except Exception:  # keep the outcomes: losing them would re-push (still safe)
+                    log.exception("recording push outcomes failed; retrying")
+                    await asyncio.sleep(1)
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(0.5):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _attempt(self, d: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        now = datetime.now(UTC)
+        if not d["enabled"]:  # paused subscription: look again later, no attempt made
+            return None, {
+                "id": d["id"],
+                "status": "pending",
+                "attempt_count": d["attempt_count"],
+                "next_attempt_at": now + timedelta(seconds=60),
+            }
+        async with self._slots:
+            status, error, retry_after, latency_ms = await self._post(d)
+        attempt_no = d["attempt_count"] + 1
+        ok = error is None
+        PUSHES.labels("delivered" if ok else "failed").inc()
+        if ok:
+            state, next_at = "delivered", now
+        elif attempt_no >= d["max_attempts"]:
+            state, next_at = "dead", now
+        else:
+            delay = backoff_seconds(
+                attempt_no,
+                base=self._settings.retry_base_seconds,
+                cap=self._settings.retry_max_seconds,
+            )
+            if retry_after is not None:
+                delay = min(max(delay, retry_after), self._settings.retry_max_seconds)
+            state, next_at = "pending", now + timedelta(seconds=delay)
+        attempt = {
+            "delivery_id": d["id"],
+            "at": now,
+            "http_status": status,
+            "latency_ms": latency_ms,
+            "error": error,
+        }
+        update = {
+            "id": d["id"],
+            "status": state,
+            "attempt_count": attempt_no,
+            "next_attempt_at": next_at,
+        }
+        return attempt, update
+
+    async def _post(self, d: dict[str, Any]) -> tuple[int | None, str | None, float | None, int]:
+        """(HTTP status, error or None on success, Retry-After seconds, latency ms)."""
+        started = time.perf_counter()
+        try:
+            await check_url(d["url"], allow_private=self._settings.allow_private_webhooks)
+            body, content_type = encode(d["format"], d["payload"], xmlrpc_method=d["xmlrpc_method"])
+            ts = int(time.time())
+            headers = {
+                "content-type": content_type,
+                "user-agent": "cdrflow-notifier/0.1",
+                "webhook-id": d["webhook_id"],
+                "webhook-timestamp": str(ts),
+                "webhook-signature": sign(d["secret"], d["webhook_id"], ts, body),
+            }
+            timeout = aiohttp.ClientTimeout(total=self._settings.push_timeout)
+            async with self._session.post(
+                d["url"], data=body, headers=headers, timeout=timeout, allow_redirects=False
+            ) as resp:
+                reply = await resp.content.read(_MAX_RESPONSE)
+                latency = int((time.perf_counter() - started) * 1000)
+                PUSH_SECONDS.observe(latency / 1000)
+                if not 200 <= resp.status < 300:
+                    retry = retry_after_seconds(resp.headers.get("Retry-After"), datetime.now(UTC))
+                    return resp.status, f"HTTP {resp.status}", retry, latency
+                ok, why = acknowledged(reply, resp.headers.get("content-type", ""))
+                return resp.status, (None if ok else why or "Err != 0"), None, latency
+        except CdrError as exc:
+            return None, exc.message, None, int((time.perf_counter() - started) * 1000)
+        except TimeoutError:
+            return None, "timeout", None, int((time.perf_counter() - started) * 1000)
+        except (aiohttp.ClientError, OSError) as exc:
+            return (
+                None,
+                f"{type(exc).__name__}: {exc}",
+                None,
+                int((time.perf_counter() - started) * 1000),
+            )

@@ -1,0 +1,46 @@
+"""Request-scoped dependencies of the notifier and the typed state its lifespan builds."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Annotated
+
+from cdrmodel.principals import Principal, PrincipalDirectory, split_login
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@dataclass
+class NotifierState:
+    engine: AsyncEngine
+    directory: PrincipalDirectory
+    wake: asyncio.Event  # set when new deliveries are due: the dispatcher stops idling
+    allow_private_webhooks: bool
+
+
+def get_state(request: Request) -> NotifierState:
+    return request.app.state.notifier  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[NotifierState, Depends(get_state)]
+
+
+async def get_principal(request: Request, state: StateDep) -> Principal:
+    """An API account from HTTP Basic (`DB/ACCOUNT`) or `login=` / `password=` parameters."""
+    login = request.query_params.get("login")
+    password = request.query_params.get("password")
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        login, _, password = decoded.partition(":")
+    database_id, account_id = split_login(login or "")
+    return await state.directory.authenticate(database_id, account_id, password)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

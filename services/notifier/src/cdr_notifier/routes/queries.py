@@ -1,0 +1,56 @@
+"""Query APIs for API accounts: `GET /v1/cdrs` (an account sees only its own tenant)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cdrmodel.db import cdr
+from cdrmodel.record import render_record
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from cdr_notifier.deps import PrincipalDep, StateDep
+
+router = APIRouter(tags=["queries"])
+
+
+@router.get("/v1/cdrs", summary="Search the account's tenant's CDRs (cursor paging by feed id)")
+async def list_cdrs(
+    principal: PrincipalDep,
+    state: StateDep,
+    from_: datetime | None = Query(None, alias="from"),
+    to: datetime | None = None,
+    rated: bool | None = None,
+    call_type: str | None = None,
+    disposition: str | None = None,
+    caller: str | None = None,
+    destination: str | None = None,
+    cursor: int | None = Query(None, description="next_cursor of the previous page"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    stmt = select(cdr).where(cdr.c.database_id == principal.database_id)
+    if from_ is not None:
+        stmt = stmt.where(cdr.c.start_time >= from_)
+    if to is not None:
+        stmt = stmt.where(cdr.c.start_time < to)
+    if rated is not None:
+        stmt = stmt.where(cdr.c.rated.is_(rated))
+    if call_type:
+        stmt = stmt.where(cdr.c.call_type == call_type)
+    if disposition:
+        stmt = stmt.where(cdr.c.disposition == disposition)
+    if caller:
+        stmt = stmt.where(cdr.c.originating_number.startswith(caller))
+    if destination:
+        stmt = stmt.where(cdr.c.destination_number.startswith(destination))
+    if cursor is not None:
+        stmt = stmt.where(cdr.c.feed_id > cursor)
+    stmt = stmt.order_by(cdr.c.feed_id).limit(limit)
+    async with state.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in await conn.execute(stmt)]
+    records = [render_record(r, timezone=principal.timezone) for r in rows]
+    return {
+        "cdrs": records,
+        "next_cursor": rows[-1]["feed_id"] if len(rows) == limit else None,
+    }

@@ -1,0 +1,251 @@
+"""Subscriptions and deliveries (contract §4), behind the admin bearer token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from cdrmodel.db import delivery, delivery_attempt, subscription, tenant
+from cdrmodel.errors import NotFound
+from cdrmodel.web import AdminDep
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from cdr_notifier.deps import StateDep
+from cdr_notifier.formats import new_secret
+from cdr_notifier.urls import check_url
+
+router = APIRouter(prefix="/v1/admin/tenants", tags=["subscriptions"], dependencies=[AdminDep])
+
+
+class SubscriptionFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    call_types: list[str] | None = None
+    statuses: list[str] | None = None
+    api_accounts: list[str] | None = None
+
+
+class SubscriptionUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    format: Literal["json", "xmlrpc", "form"] = "json"
+    secret: str | None = Field(None, min_length=8, description="Generated when absent")
+    filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
+    enabled: bool = True
+    max_attempts: int = Field(10, ge=1, le=100)
+    xmlrpc_method: str = "cdr.notify"
+
+
+class SubscriptionRead(BaseModel):
+    database_id: str
+    subscription_id: str
+    url: str
+    format: str
+    filter: dict[str, Any]
+    enabled: bool
+    max_attempts: int
+    xmlrpc_method: str
+    secret: str | None = Field(None, description="Only in the answer that created it")
+
+
+async def _require(state: StateDep, database_id: str, subscription_id: str | None = None) -> None:
+    async with state.engine.connect() as conn:
+        if subscription_id is None:
+            found = await conn.scalar(
+                select(tenant.c.database_id).where(tenant.c.database_id == database_id)
+            )
+            what = f"tenant {database_id!r}"
+        else:
+            found = await conn.scalar(
+                select(subscription.c.subscription_id).where(
+                    subscription.c.database_id == database_id,
+                    subscription.c.subscription_id == subscription_id,
+                )
+            )
+            what = f"subscription {subscription_id!r} of tenant {database_id!r}"
+    if found is None:
+        raise NotFound(f"{what} not found")
+
+
+@router.put(
+    "/{database_id}/subscriptions/{subscription_id}",
+    response_model=SubscriptionRead,
+    response_model_exclude_none=True,
+    summary="Create or update a push subscription (a generated secret is returned once)",
+)
+async def put_subscription(
+    database_id: str, subscription_id: str, body: SubscriptionUpsert, state: StateDep
+) -> SubscriptionRead:
+    await check_url(body.url, allow_private=state.allow_private_webhooks)
+    await _require(state, database_id)
+    values: dict[str, Any] = {
+        "url": body.url,
+        "format": body.format,
+        "filter": body.filter.model_dump(exclude_none=True),
+        "enabled": body.enabled,
+        "max_attempts": body.max_attempts,
+        "xmlrpc_method": body.xmlrpc_method,
+    }
+    generated = None
+    async with state.engine.begin() as conn:
+        existing = await conn.scalar(
+            select(subscription.c.secret).where(
+                subscription.c.database_id == database_id,
+                subscription.c.subscription_id == subscription_id,
+            )
+        )
+        if body.secret is not None:
+            values["secret"] = body.secret
+        elif existing is None:
+            values["secret"] = generated = new_secret()
+        stmt = pg_insert(subscription).values(
+            database_id=database_id, subscription_id=subscription_id, **values
+        )
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["database_id", "subscription_id"],
+                set_={**values, "updated_at": func.now()},
+            )
+        )
+    return SubscriptionRead(
+        database_id=database_id,
+        subscription_id=subscription_id,
+        secret=generated,
+        **{k: v for k, v in values.items() if k != "secret"},
+    )
+
+
+@router.get(
+    "/{database_id}/subscriptions/{subscription_id}",
+    response_model=SubscriptionRead,
+    response_model_exclude_none=True,
+)
+async def get_subscription(
+    database_id: str, subscription_id: str, state: StateDep
+) -> SubscriptionRead:
+    async with state.engine.connect() as conn:
+        row = (
+            (
+                await conn.execute(
+                    select(subscription).where(
+                        subscription.c.database_id == database_id,
+                        subscription.c.subscription_id == subscription_id,
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
+    data = {k: row[k] for k in SubscriptionRead.model_fields if k in row and k != "secret"}
+    return SubscriptionRead(**data)
+
+
+@router.get("/{database_id}/subscriptions/{subscription_id}/deliveries")
+async def list_deliveries(
+    database_id: str,
+    subscription_id: str,
+    state: StateDep,
+    status: Literal["pending", "delivered", "dead"] | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    before_id: int | None = Query(None, description="Cursor: deliveries with a smaller id"),
+) -> dict[str, Any]:
+    await _require(state, database_id, subscription_id)
+    stmt = select(delivery.c.id, delivery.c.cdr_id, delivery.c.status, delivery.c.webhook_id).where(
+        delivery.c.database_id == database_id, delivery.c.subscription_id == subscription_id
+    )
+    if status is not None:
+        stmt = stmt.where(delivery.c.status == status)
+    if before_id is not None:
+        stmt = stmt.where(delivery.c.id < before_id)
+    stmt = stmt.order_by(delivery.c.id.desc()).limit(limit)
+    async with state.engine.connect() as conn:
+        rows = (await conn.execute(stmt)).mappings().all()
+        ids = [r["id"] for r in rows]
+        attempts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        if ids:
+            for a in await conn.execute(
+                select(delivery_attempt)
+                .where(delivery_attempt.c.delivery_id.in_(ids))
+                .order_by(delivery_attempt.c.id)
+            ):
+                attempts[a.delivery_id].append(
+                    {
+                        "at": a.at.isoformat(),
+                        "http_status": a.http_status,
+                        "latency_ms": a.latency_ms,
+                        "error": a.error,
+                    }
+                )
+    out = [
+        {
+            "id": r["id"],
+            "cdr_id": str(r["cdr_id"]),
+            "webhook_id": r["webhook_id"],
+            "status": r["status"],
+            "attempts": attempts[r["id"]],
+        }
+        for r in rows
+    ]
+    return {"deliveries": out, "next_before_id": ids[-1] if len(ids) == limit else None}
+
+
+@router.post("/{database_id}/subscriptions/{subscription_id}/deliveries/{delivery_id}/replay")
+async def replay_delivery(
+    database_id: str, subscription_id: str, delivery_id: int, state: StateDep
+) -> dict[str, Any]:
+    async with state.engine.begin() as conn:
+        done = await conn.execute(
+            update(delivery)
+            .where(
+                delivery.c.id == delivery_id,
+                delivery.c.database_id == database_id,
+                delivery.c.subscription_id == subscription_id,
+            )
+            .values(
+                status="pending",
+                next_attempt_at=func.now(),
+                attempt_count=0,
+                locked_until=None,
+                updated_at=func.now(),
+            )
+        )
+    if done.rowcount == 0:
+        raise NotFound(f"delivery {delivery_id} not found in subscription {subscription_id!r}")
+    state.wake.set()
+    return {"id": delivery_id, "status": "pending"}
+
+
+class ReplaySince(BaseModel):
+    since: datetime
+
+
+@router.post("/{database_id}/subscriptions/{subscription_id}/replay")
+async def replay_since(
+    database_id: str, subscription_id: str, body: ReplaySince, state: StateDep
+) -> dict[str, Any]:
+    """Push again every delivery of this subscription created since `since`."""
+    await _require(state, database_id, subscription_id)
+    async with state.engine.begin() as conn:
+        done = await conn.execute(
+            update(delivery)
+            .where(
+                delivery.c.database_id == database_id,
+                delivery.c.subscription_id == subscription_id,
+                delivery.c.created_at >= body.since,
+            )
+            .values(
+                status="pending",
+                next_attempt_at=func.now(),
+                attempt_count=0,
+                locked_until=None,
+                updated_at=func.now(),
+            )
+        )
+    state.wake.set()
+    return {"replayed": done.rowcount}

@@ -1,0 +1,19 @@
+"""Notifier settings (CDR_* variables)."""
+
+from __future__ import annotations
+
+from cdrmodel.settings import CommonSettings
+from pydantic import Field
+
+
+class NotifierSettings(CommonSettings):
+    port: int = Field(8083, alias="CDR_NOTIFIER_PORT", ge=1, le=65535)
+    notifier_group: str = Field("cdr-notifier", description="Kafka consumer group.")
+    allow_private_webhooks: bool = Field(
+        False, description="Allow push URLs on loopback, private or link-local addresses."
+    )
+    push_concurrency: int = Field(64, ge=1, le=1024, description="Pushes in flight at once.")
+    push_timeout: float = Field(10.0, gt=0, description="Seconds before a push attempt fails.")
+    push_claim_batch: int = Field(200, ge=1, le=5000)
+    retry_base_seconds: float = Field(2.0, gt=0, description="First retry delay (doubles).")
+    retry_max_seconds: float = Field(3600.0, gt=0)

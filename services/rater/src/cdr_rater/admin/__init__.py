@@ -1,0 +1,1 @@
+"""The rater's admin API: tenants, API accounts, packages, routes, decks, extensions."""

@@ -1,0 +1,242 @@
+"""Admin endpoints of contract §3 (bearer admin token). Deck uploads replace atomically."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdrmodel.auth import hash_password
+from cdrmodel.db import api_account, extension, package, rate_line, route, tenant
+from cdrmodel.errors import NotFound
+from cdrmodel.web import AdminDep
+from fastapi import APIRouter, Request
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cdr_rater.admin.decks import parse_deck
+from cdr_rater.admin.schemas import (
+    ApiAccountRead,
+    ApiAccountUpsert,
+    DeckReplaced,
+    ExtensionRead,
+    ExtensionUpsert,
+    PackageRead,
+    PackageUpsert,
+    RouteRead,
+    RouteUpsert,
+    TenantRead,
+    TenantUpsert,
+)
+from cdr_rater.deps import StateDep
+
+router = APIRouter(prefix="/v1/admin/tenants", tags=["admin"], dependencies=[AdminDep])
+
+_DECK_BODY = {
+    "requestBody": {
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        },
+        "required": True,
+    }
+}
+
+
+async def _require_tenant(conn: AsyncConnection, database_id: str) -> None:
+    found = await conn.scalar(
+        select(tenant.c.database_id).where(tenant.c.database_id == database_id)
+    )
+    if found is None:
+        raise NotFound(f"tenant {database_id!r} not found")
+
+
+async def _upsert(
+    conn: AsyncConnection, table: Any, keys: dict[str, Any], values: dict[str, Any]
+) -> None:
+    stmt = pg_insert(table).values(**keys, **values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={**values, "updated_at": func.now()}
+    )
+    await conn.execute(stmt)
+
+
+@router.put("/{database_id}", response_model=TenantRead, summary="Create or update a tenant")
+async def put_tenant(database_id: str, body: TenantUpsert, state: StateDep) -> TenantRead:
+    async with state.engine.begin() as conn:
+        await _upsert(conn, tenant, {"database_id": database_id}, body.model_dump())
+    return TenantRead(database_id=database_id, **body.model_dump())
+
+
+@router.put(
+    "/{database_id}/api-accounts/{api_account_id}",
+    response_model=ApiAccountRead,
+    summary="Create or update an API account (the password is stored as an argon2 hash)",
+)
+async def put_api_account(
+    database_id: str, api_account_id: str, body: ApiAccountUpsert, state: StateDep
+) -> ApiAccountRead:
+    values = {
+        "password_hash": hash_password(body.password),
+        "daily_limit": body.daily_limit,
+        "default_package": body.default_package,
+    }
+    async with state.engine.begin() as conn:
+        await _require_tenant(conn, database_id)
+        await _upsert(
+            conn,
+            api_account,
+            {"database_id": database_id, "api_account_id": api_account_id},
+            values,
+        )
+    return ApiAccountRead(
+        database_id=database_id,
+        api_account_id=api_account_id,
+        login=f"{database_id}/{api_account_id}",
+        daily_limit=body.daily_limit,
+        default_package=body.default_package,
+    )
+
+
+@router.put("/{database_id}/packages/{package_id}", response_model=PackageRead)
+async def put_package(
+    database_id: str, package_id: str, body: PackageUpsert, state: StateDep
+) -> PackageRead:
+    async with state.engine.begin() as conn:
+        await _require_tenant(conn, database_id)
+        await _upsert(
+            conn,
+            package,
+            {"database_id": database_id, "package_id": package_id},
+            {"name": body.name, "route_id": body.route},
+        )
+    return PackageRead(database_id=database_id, package_id=package_id, **body.model_dump())
+
+
+@router.put("/{database_id}/routes/{route_id}", response_model=RouteRead)
+async def put_route(
+    database_id: str, route_id: str, body: RouteUpsert, state: StateDep
+) -> RouteRead:
+    async with state.engine.begin() as conn:
+        await _require_tenant(conn, database_id)
+        await _upsert(
+            conn, route, {"database_id": database_id, "route_id": route_id}, {"name": body.name}
+        )
+    return RouteRead(database_id=database_id, route_id=route_id, **body.model_dump())
+
+
+@router.put("/{database_id}/extensions/{extension_id}", response_model=ExtensionRead)
+async def put_extension(
+    database_id: str, extension_id: str, body: ExtensionUpsert, state: StateDep
+) -> ExtensionRead:
+    async with state.engine.begin() as conn:
+        await _require_tenant(conn, database_id)
+        await _upsert(
+            conn,
+            extension,
+            {"database_id": database_id, "extension": extension_id},
+            {"package_id": body.package, "account": body.account, "client": body.client},
+        )
+    return ExtensionRead(database_id=database_id, extension=extension_id, **body.model_dump())
+
+
+async def _replace_deck(
+    request: Request, state: StateDep, *, database_id: str, kind: str, deck_id: str
+) -> DeckReplaced:
+    lines = parse_deck(await request.body(), request.headers.get("content-type", ""))
+    owner = package if kind == "package" else route
+    owner_key = owner.c.package_id if kind == "package" else owner.c.route_id
+    async with state.engine.begin() as conn:  # one transaction: the old deck or the new one
+        await _require_tenant(conn, database_id)
+        exists = await conn.scalar(
+            select(owner_key).where(owner.c.database_id == database_id, owner_key == deck_id)
+        )
+        if exists is None:
+            raise NotFound(f"{kind} {deck_id!r} not found in tenant {database_id!r}")
+        await conn.execute(
+            delete(rate_line).where(
+                rate_line.c.database_id == database_id,
+                rate_line.c.deck_kind == kind,
+                rate_line.c.deck_id == deck_id,
+            )
+        )
+        if lines:
+            base = {"database_id": database_id, "deck_kind": kind, "deck_id": deck_id}
+            await conn.execute(rate_line.insert(), [{**base, **line} for line in lines])
+    return DeckReplaced(deck=f"{kind}/{deck_id}", lines=len(lines))
+
+
+async def _list_deck(
+    state: StateDep, *, database_id: str, kind: str, deck_id: str, query: str | None
+) -> list[dict[str, Any]]:
+    stmt = select(rate_line).where(
+        rate_line.c.database_id == database_id,
+        rate_line.c.deck_kind == kind,
+        rate_line.c.deck_id == deck_id,
+    )
+    if query:
+        digits = "".join(ch for ch in query if ch.isdigit())
+        conds = [rate_line.c.destination.ilike(f"%{query}%")]
+        if digits:
+            conds.append(rate_line.c.prefix.startswith(digits))
+        stmt = stmt.where(or_(*conds))
+    stmt = stmt.order_by(rate_line.c.prefix).limit(10000)
+    async with state.engine.connect() as conn:
+        await _require_tenant(conn, database_id)
+        rows = (await conn.execute(stmt)).mappings().all()
+    hidden = {"id", "database_id", "deck_kind", "deck_id"}
+    return [
+        {
+            k: (str(v) if k in ("rate", "connect_fee") else v)
+            for k, v in r.items()
+            if k not in hidden
+        }
+        for r in rows
+    ]
+
+
+@router.put(
+    "/{database_id}/packages/{package_id}/rates",
+    response_model=DeckReplaced,
+    openapi_extra=_DECK_BODY,
+    summary="Replace a package's sell deck (CSV with a header, or a JSON list)",
+)
+async def put_package_rates(
+    database_id: str, package_id: str, request: Request, state: StateDep
+) -> DeckReplaced:
+    return await _replace_deck(
+        request, state, database_id=database_id, kind="package", deck_id=package_id
+    )
+
+
+@router.get("/{database_id}/packages/{package_id}/rates", summary="Sell deck lines")
+async def get_package_rates(
+    database_id: str, package_id: str, state: StateDep, query: str | None = None
+) -> dict[str, Any]:
+    lines = await _list_deck(
+        state, database_id=database_id, kind="package", deck_id=package_id, query=query
+    )
+    return {"rates": lines}
+
+
+@router.put(
+    "/{database_id}/routes/{route_id}/rates",
+    response_model=DeckReplaced,
+    openapi_extra=_DECK_BODY,
+    summary="Replace a route's termination (cost) deck",
+)
+async def put_route_rates(
+    database_id: str, route_id: str, request: Request, state: StateDep
+) -> DeckReplaced:
+    return await _replace_deck(
+        request, state, database_id=database_id, kind="route", deck_id=route_id
+    )
+
+
+@router.get("/{database_id}/routes/{route_id}/rates", summary="Termination deck lines")
+async def get_route_rates(
+    database_id: str, route_id: str, state: StateDep, query: str | None = None
+) -> dict[str, Any]:
+    lines = await _list_deck(
+        state, database_id=database_id, kind="route", deck_id=route_id, query=query
+    )
+    return {"rates": lines}

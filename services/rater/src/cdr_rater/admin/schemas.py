@@ -1,0 +1,95 @@
+"""Admin API bodies (`XUpsert`) and answers (`XRead`)."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TenantUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    timezone: str = "UTC"
+    country: str = Field("US", description="ISO 3166 alpha-2 home country")
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        value = value.upper()
+        if phonenumbers.country_code_for_region(value) == 0:
+            raise ValueError(f"unknown ISO 3166 alpha-2 country {value!r}")
+        return value
+
+
+class TenantRead(TenantUpsert):
+    database_id: str
+
+
+class ApiAccountUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=1)
+    daily_limit: int | None = Field(1000, ge=0)
+    default_package: str | None = None
+
+
+class ApiAccountRead(BaseModel):
+    database_id: str
+    api_account_id: str
+    login: str
+    daily_limit: int | None
+    default_package: str | None
+
+
+class PackageUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    route: str | None = None
+
+
+class PackageRead(PackageUpsert):
+    database_id: str
+    package_id: str
+
+
+class RouteUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+
+
+class RouteRead(RouteUpsert):
+    database_id: str
+    route_id: str
+
+
+class ExtensionUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    package: str | None = None
+    account: str | None = None
+    client: str | None = None
+
+
+class ExtensionRead(ExtensionUpsert):
+    database_id: str
+    extension: str
+
+
+class DeckReplaced(BaseModel):
+    deck: str
+    lines: int
