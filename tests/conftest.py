@@ -1,0 +1,92 @@
+"""Session fixtures: one embedded PostgreSQL and one Tansu on free ports, the three services
+as real processes. Each test makes its own tenant, so tests never see each other's data."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cdrmodel.devstack import ServiceProcess
+from cdrmodel.infra import EmbeddedPostgres, Tansu, free_port
+from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
+from cdrmodel.migrate import upgrade
+
+from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant
+
+
+@dataclass
+class Infra:
+    pg: EmbeddedPostgres
+    kafka: Tansu
+    logs: Path
+
+    @property
+    def database_url(self) -> str:
+        return self.pg.url()
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka.bootstrap
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "CDR_DATABASE_URL": self.database_url,
+            "CDR_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CDR_ADMIN_TOKEN": ADMIN_TOKEN,
+            "CDR_ALLOW_PRIVATE_WEBHOOKS": "true",
+            "CDR_LOG_LEVEL": "info",
+            **extra,
+        }
+
+    def create_topics(self, namespace: str = "") -> None:
+        names = [topic_name(t, namespace) for t in ALL_TOPICS]
+        asyncio.run(ensure_topics(self.bootstrap, names, partitions=4))
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    base = tmp_path_factory.mktemp("infra")
+    pg = EmbeddedPostgres(base / "pg", free_port())
+    kafka = Tansu(free_port(), base / "tansu.log")
+    pg.start()
+    try:
+        kafka.start()
+        upgrade(pg.url())
+        infra = Infra(pg, kafka, base / "logs")
+        infra.create_topics()
+        yield infra
+    finally:
+        kafka.stop()
+        pg.stop()
+
+
+@dataclass
+class Stack:
+    ingest: ServiceProcess
+    rater: ServiceProcess
+    notifier: ServiceProcess
+
+
+@pytest.fixture(scope="session")
+def stack(infra: Infra) -> Iterator[Stack]:
+    procs = {
+        name: ServiceProcess(name, free_port(), infra.env(), log_path=infra.logs / f"{name}.log")
+        for name in ("ingest", "rater", "notifier")
+    }
+    try:
+        for proc in procs.values():
+            proc.start()
+        for proc in procs.values():
+            proc.wait_ready(90)
+        yield Stack(**procs)
+    finally:
+        for proc in procs.values():
+            proc.stop()
+
+
+@pytest.fixture
+async def tenant(stack: Stack) -> AsyncIterator[Tenant]:
+    yield await create_tenant(stack.rater.url)

@@ -1,0 +1,149 @@
+"""Test helpers: waiting on conditions with deadlines (never bare sleeps), tenants, receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from aiohttp import web
+
+T = TypeVar("T")
+
+ADMIN_TOKEN = "test-admin-token"
+
+DECK_CSV = """prefix,destination,rate,increment,initial_increment,connect_fee
+1,USA and Canada,0.0200,60,60,0
+1613,Canada - 613 Ottawa,0.0150,60,60,0
+1418,Canada - 418 Quebec City,0.015,60,60,0
+"""
+ROUTE_CSV = """prefix,destination,rate,increment
+1418,Quebec termination,0.0052,6
+1613,Ottawa termination,0.0052,6
+"""
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 30,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def unique_id(prefix: str = "T") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10].upper()}"
+
+
+@dataclass
+class Tenant:
+    database_id: str
+    account: str
+    password: str
+    package: str = "pkg"
+    route: str = "rt"
+
+    @property
+    def login(self) -> str:
+        return f"{self.database_id}/{self.account}"
+
+    def submit_params(self, **fields: Any) -> dict[str, str]:
+        params = {
+            "DatabaseID": self.database_id,
+            "APIAccountID": self.account,
+            "APIPassword": self.password,
+            "OriginatingNumber": "100",
+            "DestinationNumber": "16138220000",
+            "Duration": "90",
+        }
+        params.update({k: str(v) for k, v in fields.items()})
+        return params
+
+
+async def create_tenant(rater_url: str, *, timezone: str = "UTC") -> Tenant:
+    """A fresh tenant (own DatabaseID) with an account, a package+route deck, extension 100."""
+    tenant = Tenant(unique_id("DB"), "ACC", "pw-" + uuid.uuid4().hex[:8])
+    base = f"{rater_url}/v1/admin/tenants/{tenant.database_id}"
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+        steps: list[tuple[str, Any]] = [
+            ("", {"name": "test", "timezone": timezone, "country": "US"}),
+            (f"/routes/{tenant.route}", {"name": "route"}),
+            (f"/packages/{tenant.package}", {"name": "pkg", "route": tenant.route}),
+            (f"/api-accounts/{tenant.account}", {"password": tenant.password}),
+            ("/extensions/100", {"package": tenant.package, "account": "100000_VoIP"}),
+        ]
+        for path, body in steps:
+            (await client.put(base + path, json=body)).raise_for_status()
+        for path, csv in (
+            (f"/packages/{tenant.package}/rates", DECK_CSV),
+            (f"/routes/{tenant.route}/rates", ROUTE_CSV),
+        ):
+            resp = await client.put(base + path, content=csv, headers={"content-type": "text/csv"})
+            resp.raise_for_status()
+    return tenant
+
+
+def verify_signature(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """Standard Webhooks verification, written independently of the notifier's code."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return any(
+        part.startswith("v1,") and hmac.compare_digest(part[3:], expected)
+        for part in headers["webhook-signature"].split()
+    )
+
+
+@dataclass
+class Receiver:
+    """A CRM on loopback: records every request; answers what `reply` says."""
+
+    port: int = 0
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    reply: Callable[[int], tuple[int, str, dict[str, str]]] = lambda n: (
+        200,
+        '{"Err":0,"Errdesc":"OK"}',
+        {"content-type": "application/json"},
+    )
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def start(self) -> None:
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            self.requests.append(({k.lower(): v for k, v in request.headers.items()}, body))
+            status, text, headers = self.reply(len(self.requests))
+            return web.Response(status=status, text=text, headers=headers)
+
+        app = web.Application()
+        app.router.add_post("/hook", handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
