@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from cdrmodel.devstack import ServiceProcess
 from cdrmodel.infra import EmbeddedPostgres, Tansu, free_port
 from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
 from cdrmodel.migrate import upgrade
-
 from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant
 
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import aiohttp
 import asyncpg
 import pytest
+
 from cdrmodel.db import asyncpg_dsn
 from cdrmodel.devstack import ServiceProcess
 from cdrmodel.infra import free_port
-
 from tests.conftest import Infra
 from tests.helpers import Tenant, create_tenant, wait_for
 

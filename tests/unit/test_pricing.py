@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+
 from cdr_rater.pricing import (
     Call,
     Extension,

@@ -45,16 +45,25 @@ def migrate(
 
 
 @app.command()
-def topics(
-    partitions: Annotated[int, typer.Option(help="Partitions of new topics")] = 6,
-) -> None:
-    """Create the Kafka topics (CDR_KAFKA_BOOTSTRAP, CDR_TOPIC_NAMESPACE) that are missing."""
+def topics() -> None:
+    """Create the missing Kafka topics (CDR_KAFKA_BOOTSTRAP, CDR_TOPIC_NAMESPACE,
+    CDR_KAFKA_PARTITIONS, CDR_KAFKA_REPLICATION)."""
     from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
+    from cdrmodel.settings import CommonSettings, load_settings
 
-    bootstrap = os.environ.get("CDR_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-    namespace = os.environ.get("CDR_TOPIC_NAMESPACE", "")
-    names = [topic_name(t, namespace) for t in ALL_TOPICS]
-    asyncio.run(ensure_topics(bootstrap, names, partitions=partitions))
+    settings = load_settings(CommonSettings)
+    names = [topic_name(t, settings.topic_namespace) for t in ALL_TOPICS]
+    try:
+        asyncio.run(
+            ensure_topics(
+                settings.kafka_bootstrap,
+                names,
+                partitions=settings.kafka_partitions,
+                replication=settings.kafka_replication,
+            )
+        )
+    except Exception as exc:
+        raise _fail(f"creating topics on {settings.kafka_bootstrap} failed: {exc}") from None
     typer.echo(f"topics ready: {', '.join(names)}")
 
 

@@ -244,7 +244,17 @@ delivery_attempt = Table(
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """The one engine of a process, created in the app's lifespan (never at import)."""
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept plain libpq URLs too (postgres://, postgresql://): the driver is always asyncpg."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+asyncpg://" + url[len(scheme) :]
+    return url
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -52,14 +52,16 @@ def make_consumer(bootstrap: str, topic: str, *, group_id: str) -> AIOKafkaConsu
     )
 
 
-async def ensure_topics(bootstrap: str, names: Sequence[str], *, partitions: int) -> None:
+async def ensure_topics(
+    bootstrap: str, names: Sequence[str], *, partitions: int, replication: int = 1
+) -> None:
     """Create the topics that do not exist yet (idempotent)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            NewTopic(name, num_partitions=partitions, replication_factor=replication)
             for name in names
             if name not in existing
         ]
@@ -94,6 +96,15 @@ class KafkaProbe:
         await self._client.close()
 
 
+def task_alive(task: asyncio.Task[None]) -> Callable[[], Awaitable[bool]]:
+    """A readiness check: the background loop has not died."""
+
+    async def check() -> bool:
+        return not task.done()
+
+    return check
+
+
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
 
 
@@ -114,7 +125,12 @@ async def run_batches(
     """
     backoff = 0.2
     while True:
-        batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        try:
+            batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:  # broker away: keep the loop (and the service) alive
+            log.warning("fetch failed (%r); retrying", exc)
+            await asyncio.sleep(1.0)
+            continue
         records = [rec for part in batches.values() for rec in part]
         if not records:
             continue

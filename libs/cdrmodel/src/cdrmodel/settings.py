@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import Self, TypeVar
+from typing import TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,16 +23,20 @@ class CommonSettings(BaseSettings):
         "", description="Prefix added to every topic name (lets several stacks share a broker)."
     )
     kafka_partitions: int = Field(6, ge=1, description="Partitions of topics created by cdrflow.")
+    kafka_replication: int = Field(
+        1, ge=1, description="Replication factor of topics created by cdrflow (3 in production)."
+    )
     admin_token: str = Field("change-me", min_length=8, description="Bearer token of admin APIs.")
     host: str = "127.0.0.1"
     log_level: str = "info"
     db_pool_size: int = Field(10, ge=1)
 
-    @model_validator(mode="after")
-    def _check_urls(self) -> Self:
-        if not self.database_url.startswith("postgresql"):
-            raise ValueError("CDR_DATABASE_URL must be a postgresql:// URL")
-        return self
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql", "postgres://")):
+            raise ValueError("must be a postgresql:// (or postgresql+asyncpg://) URL")
+        return value
 
 
 S = TypeVar("S", bound=BaseSettings)
@@ -46,7 +50,9 @@ def load_settings(cls: type[S]) -> S:
         prefix = cls.model_config.get("env_prefix", "")
         lines = []
         for err in exc.errors():
-            name = (prefix + "_".join(str(p) for p in err["loc"])).upper() or "settings"
+            field = "_".join(str(p) for p in err["loc"]).upper()
+            # Aliased fields (CDR_INGEST_PORT) already carry the prefix.
+            name = field if field.startswith(prefix.upper()) else prefix.upper() + field
             lines.append(f"invalid setting {name}: {err['msg']}")
         print("\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uvicorn
-from cdrmodel.logs import configure_logging
-from cdrmodel.settings import load_settings
 
 from cdr_ingest.app import create_app
 from cdr_ingest.settings import IngestSettings
+from cdrmodel.logs import configure_logging
+from cdrmodel.settings import load_settings
 
 
 def main() -> None:

@@ -6,16 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from cdrmodel.db import make_engine
-from cdrmodel.kafka import SUBMITTED, KafkaProbe, make_producer, topic_name
-from cdrmodel.principals import PrincipalDirectory
-from cdrmodel.web import add_common_routes, database_check
 from fastapi import FastAPI
 
 from cdr_ingest.deps import IngestState
 from cdr_ingest.publisher import Publisher
 from cdr_ingest.routes import router
 from cdr_ingest.settings import IngestSettings
+from cdrmodel.db import make_engine
+from cdrmodel.kafka import SUBMITTED, KafkaProbe, make_producer, topic_name
+from cdrmodel.principals import PrincipalDirectory
+from cdrmodel.web import add_common_routes, database_check
 
 log = logging.getLogger("cdr_ingest")
 

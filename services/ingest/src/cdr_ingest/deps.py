@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from cdrmodel.principals import PrincipalDirectory
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_ingest.publisher import Publisher
+from cdrmodel.principals import PrincipalDirectory
 
 
 @dataclass

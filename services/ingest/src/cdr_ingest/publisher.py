@@ -7,6 +7,7 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+
 from cdrmodel.events import CdrSubmitted
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cdrmodel.principals import AuthError
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import Counter
@@ -13,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cdr_ingest.deps import StateDep
 from cdr_ingest.publisher import PublishFailed
 from cdr_ingest.service import ACCEPTED, UNAVAILABLE, Rejected, build_compat_event
+from cdrmodel.principals import AuthError
 
 router = APIRouter()
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uvicorn
-from cdrmodel.logs import configure_logging
-from cdrmodel.settings import load_settings
 
 from cdr_notifier.app import create_app
 from cdr_notifier.settings import NotifierSettings
+from cdrmodel.logs import configure_logging
+from cdrmodel.settings import load_settings
 
 
 def main() -> None:

@@ -9,10 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
-from cdrmodel.db import make_engine
-from cdrmodel.kafka import RATED, KafkaProbe, make_consumer, run_batches, topic_name
-from cdrmodel.principals import PrincipalDirectory
-from cdrmodel.web import add_common_routes, database_check
 from fastapi import FastAPI
 
 from cdr_notifier.consumer import DeliveryRecorder
@@ -20,6 +16,10 @@ from cdr_notifier.delivery import Dispatcher
 from cdr_notifier.deps import NotifierState
 from cdr_notifier.routes import queries, subscriptions
 from cdr_notifier.settings import NotifierSettings
+from cdrmodel.db import make_engine
+from cdrmodel.kafka import RATED, KafkaProbe, make_consumer, run_batches, task_alive, topic_name
+from cdrmodel.principals import PrincipalDirectory
+from cdrmodel.web import add_common_routes, database_check
 
 log = logging.getLogger("cdr_notifier")
 
@@ -52,6 +52,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             asyncio.create_task(run_batches(consumer, recorder.handle, max_records=1000)),
             asyncio.create_task(Dispatcher(engine, session, settings, wake).run()),
         ]
+        app.state.checks["consumer"] = task_alive(tasks[0])
+        app.state.checks["dispatcher"] = task_alive(tasks[1])
         log.info("notifier ready on %s:%s", settings.host, settings.port)
         try:
             yield

@@ -11,13 +11,13 @@ import asyncio
 import logging
 
 from aiokafka import ConsumerRecord
-from cdrmodel.events import CdrRated
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_notifier import repository
 from cdr_notifier.service import deliveries_for
+from cdrmodel.events import CdrRated
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from cdrmodel.errors import CdrError
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +23,7 @@ from cdr_notifier import repository
 from cdr_notifier.formats import acknowledged, encode, sign
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import check_url
+from cdrmodel.errors import CdrError
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ import binascii
 from dataclasses import dataclass
 from typing import Annotated
 
-from cdrmodel.principals import Principal, PrincipalDirectory, split_login
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cdrmodel.principals import Principal, PrincipalDirectory, split_login
 
 
 @dataclass

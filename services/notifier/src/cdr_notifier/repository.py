@@ -7,10 +7,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from cdrmodel.db import delivery, delivery_attempt, subscription
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cdrmodel.db import delivery, delivery_attempt, subscription
 
 _WEBHOOK_NS = uuid.UUID("6f1d3a52-0c55-4c5e-9d55-6a3c1f0e2b77")
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from cdrmodel.events import CdrRated
-
 from cdr_notifier.repository import webhook_id
+from cdrmodel.events import CdrRated
 
 
 def matches(filter_: dict[str, Any], record: dict[str, Any]) -> bool:

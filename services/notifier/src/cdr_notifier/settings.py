@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from cdrmodel.settings import CommonSettings
 from pydantic import Field
+
+from cdrmodel.settings import CommonSettings
 
 
 class NotifierSettings(CommonSettings):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uvicorn
-from cdrmodel.logs import configure_logging
-from cdrmodel.settings import load_settings
 
 from cdr_rater.app import create_app
 from cdr_rater.settings import RaterSettings
+from cdrmodel.logs import configure_logging
+from cdrmodel.settings import load_settings
 
 
 def main() -> None:

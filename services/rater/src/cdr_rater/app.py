@@ -8,9 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from cdrmodel.db import make_engine
-from cdrmodel.kafka import RATED, SUBMITTED, KafkaProbe, make_consumer, make_producer, topic_name
-from cdrmodel.web import add_common_routes, database_check
 from fastapi import FastAPI
 
 from cdr_rater.admin.routes import router as admin_router
@@ -18,6 +15,17 @@ from cdr_rater.consumer import consume
 from cdr_rater.deps import RaterState
 from cdr_rater.handler import RatingHandler
 from cdr_rater.settings import RaterSettings
+from cdrmodel.db import make_engine
+from cdrmodel.kafka import (
+    RATED,
+    SUBMITTED,
+    KafkaProbe,
+    make_consumer,
+    make_producer,
+    task_alive,
+    topic_name,
+)
+from cdrmodel.web import add_common_routes, database_check
 
 log = logging.getLogger("cdr_rater")
 
@@ -44,6 +52,7 @@ def create_app(settings: RaterSettings | None = None, *, consume_topic: bool = T
             await consumer.start()
             handler = RatingHandler(engine, producer, topic_name(RATED, settings.topic_namespace))
             task = asyncio.create_task(consume(consumer, handler, batch=settings.rater_batch))
+            app.state.checks["consumer"] = task_alive(task)
         log.info("rater ready on %s:%s", settings.host, settings.port)
         try:
             yield

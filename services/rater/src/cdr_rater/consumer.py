@@ -6,9 +6,9 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer
-from cdrmodel.kafka import run_batches
 
 from cdr_rater.handler import RatingHandler
+from cdrmodel.kafka import run_batches
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from cdrmodel.events import CdrRated, CdrSubmitted
-from cdrmodel.record import render_record
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_rater import repository
 from cdr_rater.pricing import Call, Rating, TenantPlan, party_number, rate_call
+from cdrmodel.events import CdrRated, CdrSubmitted
+from cdrmodel.record import render_record
 
 log = logging.getLogger(__name__)
 

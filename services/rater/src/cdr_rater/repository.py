@@ -7,12 +7,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cdrmodel.db import api_account, cdr, extension, package, rate_line, tenant
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cdr_rater.pricing import Extension, Package, RateDeck, RateLine, TenantPlan
+from cdrmodel.db import api_account, cdr, extension, package, rate_line, tenant
 
 
 @dataclass(slots=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cdrmodel.db import cdr
-from cdrmodel.record import render_record
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from cdr_notifier.deps import PrincipalDep, StateDep
+from cdrmodel.db import cdr
+from cdrmodel.record import render_record
 
 router = APIRouter(tags=["queries"])
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from cdrmodel.db import delivery, delivery_attempt, subscription, tenant
-from cdrmodel.errors import NotFound
-from cdrmodel.web import AdminDep
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
@@ -16,6 +13,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from cdr_notifier.deps import StateDep
 from cdr_notifier.formats import new_secret
 from cdr_notifier.urls import check_url
+from cdrmodel.db import delivery, delivery_attempt, subscription, tenant
+from cdrmodel.errors import NotFound
+from cdrmodel.web import AdminDep
 
 router = APIRouter(prefix="/v1/admin/tenants", tags=["subscriptions"], dependencies=[AdminDep])
 

@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
+
 from cdrmodel.errors import Unprocessable
 
 COLUMNS = (

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdrmodel.auth import hash_password
-from cdrmodel.db import api_account, extension, package, rate_line, route, tenant
-from cdrmodel.errors import NotFound
-from cdrmodel.web import AdminDep
 from fastapi import APIRouter, Request
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,6 +24,10 @@ from cdr_rater.admin.schemas import (
     TenantUpsert,
 )
 from cdr_rater.deps import StateDep
+from cdrmodel.auth import hash_password
+from cdrmodel.db import api_account, extension, package, rate_line, route, tenant
+from cdrmodel.errors import NotFound
+from cdrmodel.web import AdminDep
 
 router = APIRouter(prefix="/v1/admin/tenants", tags=["admin"], dependencies=[AdminDep])
 
