@@ -6,8 +6,9 @@ import asyncio
 import os
 
 from alembic import context
-from cdrmodel.db import make_engine, metadata
 from sqlalchemy.engine import Connection
+
+from cdrmodel.db import make_engine, metadata
 
 config = context.config
 target_metadata = metadata
