@@ -23,9 +23,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/cdrflow dev
 
+MYPY_PATHS := libs/cdrmodel/src services/ingest/src services/rater/src services/notifier/src
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
@@ -34,7 +37,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/cdrmodel/src services/ingest/src services/rater/src services/notifier/src
+	$(BIN)/mypy $(MYPY_PATHS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

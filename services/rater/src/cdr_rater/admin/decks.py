@@ -87,11 +87,8 @@ def parse_line(raw: dict[str, Any]) -> dict[str, Any]:
     }
     if line["direction"] not in ("outbound", "inbound"):
         raise ValueError("direction must be outbound or inbound")
-    if (
-        line["effective_from"]
-        and line["effective_to"]
-        and (line["effective_to"] <= line["effective_from"])
-    ):
+    start, end = line["effective_from"], line["effective_to"]
+    if isinstance(start, datetime) and isinstance(end, datetime) and end <= start:
         raise ValueError("effective_to must be after effective_from")
     return line
 

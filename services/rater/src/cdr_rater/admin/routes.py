@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from cdr_rater.admin.decks import parse_deck
 from cdr_rater.admin.schemas import (
@@ -175,7 +176,7 @@ async def _list_deck(
     )
     if query:
         digits = "".join(ch for ch in query if ch.isdigit())
-        conds = [rate_line.c.destination.ilike(f"%{query}%")]
+        conds: list[ColumnElement[bool]] = [rate_line.c.destination.ilike(f"%{query}%")]
         if digits:
             conds.append(rate_line.c.prefix.startswith(digits))
         stmt = stmt.where(or_(*conds))
