@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdrmodel.auth import token_matches
 from cdrmodel.errors import CdrError, install_error_handlers
+from cdrmodel.logs import configure_logging
+from cdrmodel.settings import CommonSettings, load_settings
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -69,3 +71,22 @@ async def require_admin(
 
 
 AdminDep = Depends(require_admin)
+
+
+def serve(
+    create_app: Callable[[Any], FastAPI], settings_cls: type[CommonSettings], service: str
+) -> None:
+    """`python -m cdr_<service>`: validated settings, JSON logs, one uvicorn worker."""
+    import uvicorn
+
+    settings = load_settings(settings_cls)
+    configure_logging(settings.log_level, service=service)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,  # type: ignore[attr-defined]
+        log_level=settings.log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
