@@ -36,6 +36,9 @@ class CredentialVerifier:
         self._key = os.urandom(32)
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._max = max_entries
+        # One argon2 check per (hash, password) at a time: a PBX's first burst of concurrent
+        # requests shares it instead of running dozens of identical slow checks.
+        self._inflight: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
 
     def _mac(self, password: str) -> bytes:
         return hmac.new(self._key, password.encode(), hashlib.sha256).digest()
@@ -45,11 +48,25 @@ class CredentialVerifier:
         known = self._cache.get(password_hash)
         if known is not None:
             return hmac.compare_digest(known, mac)
-        ok = await asyncio.to_thread(_verify_slow, password_hash, password)
-        if ok:
-            self._cache[password_hash] = mac
-            if len(self._cache) > self._max:
-                self._cache.popitem(last=False)
+        key = (password_hash, mac)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            ok = await asyncio.to_thread(_verify_slow, password_hash, password)
+            if ok:
+                self._cache[password_hash] = mac
+                if len(self._cache) > self._max:
+                    self._cache.popitem(last=False)
+            future.set_result(ok)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            del self._inflight[key]
         return ok
 
 

@@ -56,6 +56,9 @@ class ServiceProcess:
             stderr=out,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
+            # Own process group: a terminal's Ctrl-C reaches only the launcher, which then
+            # stops services before the broker and the database, in that order.
+            start_new_session=True,
         )
 
     def alive(self) -> bool:

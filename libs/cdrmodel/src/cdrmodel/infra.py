@@ -140,6 +140,7 @@ class EmbeddedPostgres:
             text=True,
             timeout=timeout,
             check=False,
+            start_new_session=True,  # the server outlives a terminal's Ctrl-C until we stop it
         )
 
     def is_running(self) -> bool:
@@ -257,6 +258,7 @@ class Tansu:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
+                start_new_session=True,  # Ctrl-C goes to the launcher, which stops us last
             )
         if not wait_for_port(self.port, timeout=timeout):
             self.stop()

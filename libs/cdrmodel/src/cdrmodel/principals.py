@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -48,15 +49,61 @@ class PrincipalDirectory:
         self._engine = engine
         self._ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, object]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[Principal | bool]] = {}
+        self._refreshing: set[tuple[str, str]] = set()
         self.verifier = CredentialVerifier()
 
     async def _load(self, database_id: str, account_id: str) -> Principal | bool:
-        """The principal; False when the tenant is unknown; True when only the account is."""
+        """The principal; False when the tenant is unknown; True when only the account is.
+
+        Fresh entries answer at once; an entry just past its TTL still answers while one
+        background query refreshes it, so a cache expiry under load is not a stampede of
+        identical queries; a cold key is fetched once however many requests wait for it.
+        """
         key = (database_id, account_id)
         hit = self._cache.get(key)
         now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]  # type: ignore[return-value]
+        if hit is not None:
+            expires, value = hit
+            if expires > now:
+                return value  # type: ignore[return-value]
+            if expires + self._ttl > now:
+                self._refresh_soon(key)
+                return value  # type: ignore[return-value]
+        return await self._fetch_shared(key)
+
+    def _refresh_soon(self, key: tuple[str, str]) -> None:
+        if key in self._inflight or key in self._refreshing:
+            return
+        self._refreshing.add(key)
+        task = asyncio.create_task(self._fetch_shared(key))
+
+        def done(t: asyncio.Task[Principal | bool]) -> None:
+            self._refreshing.discard(key)
+            if not t.cancelled():
+                t.exception()  # a failed refresh keeps the old entry until it goes stale
+
+        task.add_done_callback(done)
+
+    async def _fetch_shared(self, key: tuple[str, str]) -> Principal | bool:
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal | bool] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._query(*key)
+            future.set_result(result)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            del self._inflight[key]
+        return result
+
+    async def _query(self, database_id: str, account_id: str) -> Principal | bool:
+        key = (database_id, account_id)
         query = (
             select(
                 tenant,
@@ -96,7 +143,7 @@ class PrincipalDirectory:
             )
         if len(self._cache) > 50000:
             self._cache.clear()
-        self._cache[key] = (now + self._ttl, result)
+        self._cache[key] = (time.monotonic() + self._ttl, result)
         return result
 
     def forget(self, database_id: str, account_id: str) -> None:

@@ -19,7 +19,7 @@ class IngestState:
     publisher: Publisher
 
 
-def get_state(request: Request) -> IngestState:
+async def get_state(request: Request) -> IngestState:
     return request.app.state.ingest  # type: ignore[no-any-return]
 
 

@@ -22,7 +22,7 @@ class NotifierState:
     allow_private_webhooks: bool
 
 
-def get_state(request: Request) -> NotifierState:
+async def get_state(request: Request) -> NotifierState:
     return request.app.state.notifier  # type: ignore[no-any-return]
 
 

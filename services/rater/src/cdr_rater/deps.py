@@ -14,7 +14,7 @@ class RaterState:
     engine: AsyncEngine
 
 
-def get_state(request: Request) -> RaterState:
+async def get_state(request: Request) -> RaterState:
     return request.app.state.rater  # type: ignore[no-any-return]
 
 
