@@ -1,0 +1,288 @@
+"""`make bench`: measure a throwaway cdrflow stack against same-run baselines; write the report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+
+import aiohttp
+import asyncpg
+import httpx
+from kafka_baseline import acked_senders, raw_producer
+from load import run_load, tool_name
+from loadgen import LoadResult
+from report import REPO, Measurements, StoredResult, render
+from stack import BENCH_TOPIC, BenchStack
+
+COMPAT_QUERY = (
+    "/api_submitcdr.aspx?DatabaseID=DEMO&APIAccountID=DEMO&APIPassword=demopass"
+    "&OriginatingNumber=100&DestinationNumber=16138220000&Duration=90"
+)
+ACCEPTED_METRIC = re.compile(
+    r'^cdrflow_ingest_submissions_total\{(?=[^}]*endpoint="api_submitcdr")(?=[^}]*code="0")'
+    r"[^}]*\}\s+([0-9.eE+]+)$",
+    re.MULTILINE,
+)
+STALL_SECONDS = 15.0  # no new row for this long while behind: the rater is stuck, stop waiting
+
+_started = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.monotonic() - _started:6.1f}s] {message}", flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Start a throwaway cdrflow stack (embedded PostgreSQL + Tansu, free ports),"
+        " measure it against same-run baselines and write a markdown report.",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds per run (default 10)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="unmeasured seconds before each HTTP run (default 2)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="connections / senders in flight (default 32)"
+    )
+    parser.add_argument(
+        "--producer-messages",
+        type=int,
+        default=100_000,
+        help="messages of the raw producer baseline (default 100000; also bounded by --duration)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the rater to store every accepted CDR (default 60)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=REPO / "docs" / "benchmarks.md",
+        help="report path (default docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--keep-tmp", action="store_true", help="keep the temp dir (logs, data) for a post-mortem"
+    )
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1:
+        parser.error("--duration must be > 0, --warmup >= 0 and --concurrency >= 1")
+    if args.producer_messages < 1 or args.drain_timeout <= 0:
+        parser.error("--producer-messages must be >= 1 and --drain-timeout > 0")
+    return args
+
+
+def accepted_total(ingest_url: str) -> int | None:
+    """Submissions ingest answered `0`, from its /metrics; None when the metric is absent."""
+    text = httpx.get(f"{ingest_url}/metrics", timeout=10).text
+    match = ACCEPTED_METRIC.search(text)
+    if match:
+        return int(float(match.group(1)))
+    # The family is listed before its first sample exists: nothing accepted yet.
+    return 0 if "# TYPE cdrflow_ingest_submissions_total counter" in text else None
+
+
+async def _counts(conn: asyncpg.Connection) -> tuple[int, int]:
+    row = await conn.fetchrow(
+        "SELECT count(*) AS stored, count(*) FILTER (WHERE rated) AS rated"
+        " FROM cdr WHERE database_id = 'DEMO'"
+    )
+    return int(row["stored"]), int(row["rated"])
+
+
+async def stored_now(pg_port: int) -> tuple[int, int]:
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=pg_port, user="postgres", database="cdrflow"
+    )
+    try:
+        return await _counts(conn)
+    finally:
+        await conn.close()
+
+
+async def wait_stored(
+    pg_port: int, target: int, timeout: float
+) -> tuple[int, int, int, float | None]:
+    """Polls until `target` DEMO rows exist: (rows at start, rows, rated, when caught up)."""
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=pg_port, user="postgres", database="cdrflow"
+    )
+    try:
+        first, rated = await _counts(conn)
+        stored, last_change = first, time.perf_counter()
+        deadline = last_change + timeout
+        while stored < target:
+            now = time.perf_counter()
+            if now > deadline or now - last_change > STALL_SECONDS:
+                return first, stored, rated, None
+            await asyncio.sleep(0.2)
+            count, rated = await _counts(conn)
+            if count != stored:
+                stored, last_change = count, time.perf_counter()
+        return first, stored, rated, time.perf_counter()
+    finally:
+        await conn.close()
+
+
+async def cold_burst(url: str, requests: int) -> tuple[float, int]:
+    """`requests` concurrent GETs at a service nothing has called yet: (slowest s, not `0`)."""
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def one() -> tuple[float, bool]:
+            start = time.perf_counter()
+            async with session.get(url) as resp:
+                ok = resp.status == 200 and await resp.text() == "0"
+            return time.perf_counter() - start, ok
+
+        answers = await asyncio.gather(*(one() for _ in range(requests)))
+    return max(t for t, _ in answers), sum(1 for _, ok in answers if not ok)
+
+
+def measure_ingest(
+    stack: BenchStack, args: argparse.Namespace
+) -> tuple[LoadResult, StoredResult | None]:
+    """The compat GET under load, then how long the rater takes to store what was accepted."""
+    ingest = stack.url("ingest")
+    stored_before, rated_before = asyncio.run(stored_now(stack.pg_port))
+    accepted_before = accepted_total(ingest)
+    start = time.perf_counter()
+    result = run_load(
+        ingest + COMPAT_QUERY,
+        seconds=args.duration,
+        warmup=args.warmup,
+        concurrency=args.concurrency,
+        expect="0",
+    )
+    load_end = time.perf_counter()
+    log(
+        f"compat submit GET: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms,"
+        f" p99 {result.p99_ms:.2f} ms, {result.errors:,} answers other than 0"
+    )
+    accepted_after = accepted_total(ingest)
+    if accepted_before is None or accepted_after is None:
+        log("ingest /metrics has no accepted-submissions counter; skipping the end-to-end row")
+        return result, None
+    accepted = accepted_after - accepted_before
+    log(f"waiting (at most {args.drain_timeout:g} s) for the rater to store {accepted:,} CDRs")
+    at_end, stored, rated, caught = asyncio.run(
+        wait_stored(stack.pg_port, stored_before + accepted, args.drain_timeout)
+    )
+    finished = caught if caught is not None else time.perf_counter()
+    summary = StoredResult(
+        accepted=accepted,
+        stored=stored - stored_before,
+        rated=rated - rated_before,
+        seconds=finished - start,
+        load_seconds=load_end - start,
+        lag_at_load_end=max(0, stored_before + accepted - at_end),
+        drain_seconds=finished - load_end,
+        caught_up=caught is not None,
+    )
+    log(
+        f"end to end: {summary.stored:,} of {accepted:,} accepted CDRs stored"
+        f" ({summary.stored_rate:,.0f}/s); "
+        + ("caught up" if summary.caught_up else "did NOT catch up")
+        + f" {summary.drain_seconds:.1f} s after the load"
+    )
+    return result, summary
+
+
+def measure(stack: BenchStack, args: argparse.Namespace) -> Measurements:
+    log(f"load tool: {tool_name()}")
+    # First, and well before the measured runs: a fresh ingest pays one-off costs (credential
+    # and principal caches empty) that the steady-state rows must not include, but that a
+    # fleet of PBXs reconnecting after a deploy does see.
+    cold_s, cold_errors = asyncio.run(
+        cold_burst(stack.url("ingest") + COMPAT_QUERY, args.concurrency)
+    )
+    log(f"cold start: {args.concurrency} concurrent submits, slowest answered in {cold_s:.2f} s")
+    log(f"bare FastAPI GET: {args.warmup:g} s warm-up + {args.duration:g} s, c={args.concurrency}")
+    bare = run_load(
+        stack.bare_url + "/ping",
+        seconds=args.duration,
+        warmup=args.warmup,
+        concurrency=args.concurrency,
+        expect=None,
+    )
+    log(
+        f"bare FastAPI GET: {bare.rps:,.0f} req/s, p50 {bare.p50_ms:.2f} ms,"
+        f" p99 {bare.p99_ms:.2f} ms, {bare.errors:,} errors"
+    )
+    log(f"compat submit GET: {args.warmup:g} s warm-up + {args.duration:g} s")
+    compat, stored = measure_ingest(stack, args)
+
+    log(f"aiokafka send_and_wait, {args.concurrency} senders, {args.duration:g} s")
+    acked = asyncio.run(
+        acked_senders(
+            stack.bootstrap, BENCH_TOPIC, concurrency=args.concurrency, seconds=args.duration
+        )
+    )
+    log(f"aiokafka send_and_wait: {acked.rate:,.0f} records/s, p50 {acked.p50_ms:.2f} ms")
+    log(f"raw aiokafka producer: {args.producer_messages:,} messages")
+    raw = asyncio.run(
+        raw_producer(
+            stack.bootstrap,
+            BENCH_TOPIC,
+            messages=args.producer_messages,
+            max_seconds=args.duration,
+        )
+    )
+    log(f"raw aiokafka producer: {raw.messages:,} messages, {raw.rate:,.0f} msgs/s")
+    return Measurements(
+        bare=bare,
+        compat=compat,
+        raw_producer=raw,
+        acked_senders=acked,
+        stored=stored,
+        cold_start_seconds=cold_s,
+        cold_start_errors=cold_errors,
+        duration=args.duration,
+        warmup=args.warmup,
+        concurrency=args.concurrency,
+    )
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (e.g. a CI timeout) takes the same path as Ctrl-C, so the stack is torn down.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    workdir = Path(tempfile.mkdtemp(prefix="cdrflow-bench-"))
+    log(f"working in {workdir}")
+    try:
+        with BenchStack(workdir, log) as stack:
+            measurements = measure(stack, args)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(render(measurements), encoding="utf-8")
+        log(f"wrote {args.output}")
+        return 0
+    except KeyboardInterrupt:
+        log("interrupted; everything started was stopped")
+        return 130
+    finally:
+        if args.keep_tmp:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
