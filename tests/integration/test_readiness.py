@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import pytest
 
+from cdrmodel.db import asyncpg_dsn
 from cdrmodel.devstack import ServiceProcess
 from cdrmodel.infra import free_port
 from tests.conftest import Infra
-from tests.helpers import wait_for
+from tests.helpers import Tenant, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,5 +50,76 @@ async def test_readyz_is_503_while_postgres_is_unreachable(infra: Infra) -> None
                 },
             )
             assert (answer.status_code, answer.text) == (200, "50503")
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("service", ["ingest", "rater", "notifier"])
+async def test_services_start_without_kafka_and_report_not_ready(
+    infra: Infra, service: str
+) -> None:
+    dead_kafka = f"127.0.0.1:{free_port()}"
+    proc = ServiceProcess(
+        service,
+        free_port(),
+        infra.env(CDR_KAFKA_BOOTSTRAP=dead_kafka),
+        log_path=infra.logs / f"{service}-deadkafka.log",
+    )
+    proc.start()
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get(f"{proc.url}/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(up, timeout=60, what=f"{service} to listen without Kafka")
+            ready = await client.get(f"{proc.url}/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["kafka"] == "down" and ready.json()["database"] == "ok"
+            if service == "ingest":
+                answer = await client.get(
+                    f"{proc.url}/api_submitcdr.aspx",
+                    params={"DatabaseID": "NOPE", "Duration": "1"},
+                )
+                assert answer.text == "50443"  # auth still answers; nothing reaches Kafka
+    finally:
+        proc.stop()
+
+
+async def test_submission_without_kafka_answers_50503_and_stores_nothing(
+    infra: Infra, tenant: Tenant
+) -> None:
+    proc = ServiceProcess(
+        "ingest",
+        free_port(),
+        infra.env(CDR_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}"),
+        log_path=infra.logs / "ingest-nokafka.log",
+    )
+    proc.start()
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def answer() -> str | None:
+                try:
+                    resp = await client.get(
+                        f"{proc.url}/api_submitcdr.aspx",
+                        params=tenant.submit_params(ExternalID="nokafka1"),
+                    )
+                except httpx.TransportError:
+                    return None
+                return resp.text
+
+            assert await wait_for(answer, timeout=60, what="an answer") == "50503"
+        conn = await asyncpg.connect(asyncpg_dsn(infra.database_url))
+        try:
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM cdr WHERE database_id = $1", tenant.database_id
+            )
+        finally:
+            await conn.close()
+        assert stored == 0
     finally:
         proc.stop()

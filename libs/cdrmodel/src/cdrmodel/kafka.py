@@ -7,8 +7,10 @@ same code runs on Tansu and on Apache Kafka; no idempotent producer, no transact
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -94,6 +96,66 @@ class KafkaProbe:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Startable)
+
+
+class KafkaClient(Generic[C]):
+    """A producer or consumer that connects in the background, retrying until it can.
+
+    A service starts (and answers /healthz, /readyz 503) while Kafka is still unreachable,
+    as happens when a cluster and its clients come up together; work waits on `get()`.
+    """
+
+    def __init__(self, factory: Callable[[], C], *, name: str) -> None:
+        self._factory = factory
+        self._name = name
+        self.client: C | None = None
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def begin(self) -> None:
+        self._task = asyncio.create_task(self._connect(), name=f"connect-{self._name}")
+
+    async def _connect(self) -> None:
+        delay = 0.5
+        while True:
+            client = self._factory()
+            try:
+                await client.start()
+            except (KafkaError, OSError) as exc:
+                log.warning("%s: Kafka unreachable (%r); retrying in %.1fs", self._name, exc, delay)
+                with contextlib.suppress(Exception):
+                    await client.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.client = client
+            self._ready.set()
+            return
+
+    async def get(self) -> C:
+        await self._ready.wait()
+        assert self.client is not None
+        return self.client
+
+    async def connected(self) -> bool:
+        return self.client is not None
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.client is not None:
+            await self.client.stop()
+            self.client = None
 
 
 def task_alive(task: asyncio.Task[None]) -> Callable[[], Awaitable[bool]]:

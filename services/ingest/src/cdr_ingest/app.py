@@ -13,7 +13,7 @@ from cdr_ingest.publisher import Publisher
 from cdr_ingest.routes import router
 from cdr_ingest.settings import IngestSettings
 from cdrmodel.db import make_engine
-from cdrmodel.kafka import SUBMITTED, KafkaProbe, make_producer, topic_name
+from cdrmodel.kafka import SUBMITTED, KafkaClient, KafkaProbe, make_producer, topic_name
 from cdrmodel.principals import PrincipalDirectory
 from cdrmodel.web import add_common_routes, database_check
 
@@ -26,8 +26,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-        producer = make_producer(settings.kafka_bootstrap)
-        await producer.start()
+        producer = KafkaClient(lambda: make_producer(settings.kafka_bootstrap), name="producer")
+        producer.begin()
         probe = KafkaProbe(settings.kafka_bootstrap)
         app.state.ingest = IngestState(
             engine=engine,
@@ -38,12 +38,16 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 timeout=settings.produce_timeout,
             ),
         )
-        app.state.checks = {"database": database_check(engine), "kafka": probe.check}
+        app.state.checks = {
+            "database": database_check(engine),
+            "kafka": probe.check,
+            "producer": producer.connected,
+        }
         log.info("ingest ready on %s:%s", settings.host, settings.port)
         try:
             yield
         finally:
-            await producer.stop()
+            await producer.close()
             await probe.close()
             await engine.dispose()
 

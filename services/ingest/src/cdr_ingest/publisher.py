@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from cdrmodel.events import CdrSubmitted
+from cdrmodel.kafka import KafkaClient
 
 log = logging.getLogger(__name__)
 
@@ -18,16 +19,21 @@ class PublishFailed(Exception):
 
 
 class Publisher:
-    def __init__(self, producer: AIOKafkaProducer, topic: str, *, timeout: float) -> None:
+    def __init__(
+        self, producer: KafkaClient[AIOKafkaProducer], topic: str, *, timeout: float
+    ) -> None:
         self._producer = producer
         self._topic = topic
         self._timeout = timeout
 
     async def publish(self, event: CdrSubmitted) -> None:
+        producer = self._producer.client
+        if producer is None:
+            raise PublishFailed("not connected to Kafka yet")
         value = event.model_dump_json().encode()
         try:
             async with asyncio.timeout(self._timeout):
-                await self._producer.send_and_wait(
+                await producer.send_and_wait(
                     self._topic, value=value, key=event.database_id.encode()
                 )
         except (TimeoutError, KafkaError, OSError) as exc:

@@ -17,7 +17,15 @@ from cdr_notifier.deps import NotifierState
 from cdr_notifier.routes import queries, subscriptions
 from cdr_notifier.settings import NotifierSettings
 from cdrmodel.db import make_engine
-from cdrmodel.kafka import RATED, KafkaProbe, make_consumer, run_batches, task_alive, topic_name
+from cdrmodel.kafka import (
+    RATED,
+    KafkaClient,
+    KafkaProbe,
+    make_consumer,
+    run_batches,
+    task_alive,
+    topic_name,
+)
 from cdrmodel.principals import PrincipalDirectory
 from cdrmodel.web import add_common_routes, database_check
 
@@ -41,18 +49,26 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             allow_private_webhooks=settings.allow_private_webhooks,
         )
         app.state.checks = {"database": database_check(engine), "kafka": probe.check}
-        consumer = make_consumer(
-            settings.kafka_bootstrap,
-            topic_name(RATED, settings.topic_namespace),
-            group_id=settings.notifier_group,
+        consumer = KafkaClient(
+            lambda: make_consumer(
+                settings.kafka_bootstrap,
+                topic_name(RATED, settings.topic_namespace),
+                group_id=settings.notifier_group,
+            ),
+            name="consumer",
         )
-        await consumer.start()
+        consumer.begin()
         recorder = DeliveryRecorder(engine, wake)
+
+        async def record_deliveries() -> None:
+            await run_batches(await consumer.get(), recorder.handle, max_records=1000)
+
         tasks = [
-            asyncio.create_task(run_batches(consumer, recorder.handle, max_records=1000)),
+            asyncio.create_task(record_deliveries()),
             asyncio.create_task(Dispatcher(engine, session, settings, wake).run()),
         ]
-        app.state.checks["consumer"] = task_alive(tasks[0])
+        app.state.checks["consumer"] = consumer.connected
+        app.state.checks["recorder"] = task_alive(tasks[0])
         app.state.checks["dispatcher"] = task_alive(tasks[1])
         log.info("notifier ready on %s:%s", settings.host, settings.port)
         try:
@@ -63,7 +79,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            await consumer.stop()
+            await consumer.close()
             await session.close()
             await probe.close()
             await engine.dispose()

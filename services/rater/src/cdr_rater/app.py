@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from cdr_rater.admin.routes import router as admin_router
 from cdr_rater.consumer import consume
 from cdr_rater.deps import RaterState
-from cdr_rater.handler import RatingHandler
 from cdr_rater.settings import RaterSettings
 from cdrmodel.db import make_engine
 from cdrmodel.kafka import (
     RATED,
     SUBMITTED,
+    KafkaClient,
     KafkaProbe,
     make_consumer,
     make_producer,
@@ -30,40 +30,50 @@ from cdrmodel.web import add_common_routes, database_check
 log = logging.getLogger("cdr_rater")
 
 
-def create_app(settings: RaterSettings | None = None, *, consume_topic: bool = True) -> FastAPI:
+def create_app(settings: RaterSettings | None = None) -> FastAPI:
     settings = settings or RaterSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-        producer = make_producer(settings.kafka_bootstrap)
-        await producer.start()
         probe = KafkaProbe(settings.kafka_bootstrap)
-        app.state.rater = RaterState(engine=engine)
-        app.state.checks = {"database": database_check(engine), "kafka": probe.check}
-        task: asyncio.Task[None] | None = None
-        consumer = None
-        if consume_topic:
-            consumer = make_consumer(
+        producer = KafkaClient(lambda: make_producer(settings.kafka_bootstrap), name="producer")
+        consumer = KafkaClient(
+            lambda: make_consumer(
                 settings.kafka_bootstrap,
                 topic_name(SUBMITTED, settings.topic_namespace),
                 group_id=settings.rater_group,
+            ),
+            name="consumer",
+        )
+        producer.begin()
+        consumer.begin()
+        task = asyncio.create_task(
+            consume(
+                engine,
+                consumer=consumer,
+                producer=producer,
+                rated_topic=topic_name(RATED, settings.topic_namespace),
+                batch=settings.rater_batch,
             )
-            await consumer.start()
-            handler = RatingHandler(engine, producer, topic_name(RATED, settings.topic_namespace))
-            task = asyncio.create_task(consume(consumer, handler, batch=settings.rater_batch))
-            app.state.checks["consumer"] = task_alive(task)
+        )
+        app.state.rater = RaterState(engine=engine)
+        app.state.checks = {
+            "database": database_check(engine),
+            "kafka": probe.check,
+            "producer": producer.connected,
+            "consumer": consumer.connected,
+            "rating": task_alive(task),
+        }
         log.info("rater ready on %s:%s", settings.host, settings.port)
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            if consumer is not None:
-                await consumer.stop()
-            await producer.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            await consumer.close()
+            await producer.close()
             await probe.close()
             await engine.dispose()
 
