@@ -68,7 +68,11 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(settings.push_concurrency)
 
     async def run(self) -> None:
-        lease = self._settings.push_timeout + 30
+        # A claimed batch is pushed in rounds of `push_concurrency`; the lease must outlast the
+        # slowest possible batch, or another notifier would push the same delivery meanwhile.
+        cfg = self._settings
+        rounds = -(-cfg.push_claim_batch // cfg.push_concurrency)
+        lease = rounds * cfg.push_timeout + 30
         while True:
             try:
                 async with self._engine.begin() as conn:
