@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 SUBMITTED = "cdr.submitted.v1"
 RATED = "cdr.rated.v1"
-ALL_TOPICS = (SUBMITTED, RATED)
+DEAD_LETTER = "cdr.deadletter.v1"  # records a stage could never store, kept as they came
+ALL_TOPICS = (SUBMITTED, RATED, DEAD_LETTER)
 
 
 def topic_name(base: str, namespace: str = "") -> str:

@@ -155,6 +155,10 @@ class PrincipalDirectory:
         """Checks in the contract's order; raises AuthError carrying the failing code."""
         if not database_id:
             raise AuthError("DatabaseID missing", code=DB_UNKNOWN)
+        if not database_id.isprintable() or len(database_id) > 200:
+            raise AuthError("DatabaseID unknown", code=DB_UNKNOWN)
+        if account_id and (not account_id.isprintable() or len(account_id) > 200):
+            account_id = None  # cannot exist; still check the database first (contract order)
         found = await self._load(database_id, account_id or "")
         if found is False:
             raise AuthError("DatabaseID unknown", code=DB_UNKNOWN)

@@ -6,6 +6,7 @@ event or raises `Rejected` carrying the contract code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -25,6 +26,8 @@ UNAVAILABLE = 50503
 ACCEPTED = 0
 
 MAX_DURATION = 86400
+MIN_YEAR, MAX_YEAR = 1970, 2100
+_WHOLE = re.compile(r"[0-9]{1,9}")
 _FORMATS = ("%Y-%b-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%b-%d %H:%M", "%Y-%m-%d %H:%M")
 
 
@@ -54,6 +57,13 @@ def parse_start_time(raw: str, timezone: str) -> datetime | None:
             parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
         except (KeyError, ValueError):
             parsed = parsed.replace(tzinfo=UTC)
+    try:
+        year = parsed.astimezone(UTC).year
+    except OverflowError:
+        return None
+    # A call outside these years is a clock or parsing fault, not a call: held unrated.
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        return None
     return parsed
 
 
@@ -66,7 +76,7 @@ def parse_duration(raw: str | int | None) -> int:
         value = raw
     else:
         text = raw.strip()
-        if not text.isdigit():
+        if not _WHOLE.fullmatch(text):  # ASCII digits only: "²" and "٣" are not durations
             raise Rejected("Duration must be a whole number of seconds", code=DURATION_INVALID)
         value = int(text)
     if value < 0 or value > MAX_DURATION:
@@ -81,6 +91,8 @@ def _bounded(value: str | None, *, limit: int, code: int, name: str, required: b
         return None
     if len(value) > limit:
         raise Rejected(f"{name} over {limit} characters", code=code)
+    if not value.isprintable():  # NUL and other control characters cannot be stored
+        raise Rejected(f"{name} contains control characters", code=code)
     return value
 
 

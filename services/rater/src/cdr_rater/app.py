@@ -16,6 +16,7 @@ from cdr_rater.deps import RaterState
 from cdr_rater.settings import RaterSettings
 from cdrmodel.db import make_engine
 from cdrmodel.kafka import (
+    DEAD_LETTER,
     RATED,
     SUBMITTED,
     KafkaClient,
@@ -54,6 +55,7 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
                 consumer=consumer,
                 producer=producer,
                 rated_topic=topic_name(RATED, settings.topic_namespace),
+                dead_letter_topic=topic_name(DEAD_LETTER, settings.topic_namespace),
                 batch=settings.rater_batch,
             )
         )

@@ -20,10 +20,13 @@ async def consume(
     consumer: KafkaClient[AIOKafkaConsumer],
     producer: KafkaClient[AIOKafkaProducer],
     rated_topic: str,
+    dead_letter_topic: str,
     batch: int,
 ) -> None:
     """Wait for both Kafka clients, then rate batches until cancelled."""
-    handler = RatingHandler(engine, await producer.get(), rated_topic)
+    handler = RatingHandler(
+        engine, await producer.get(), rated_topic, dead_letter_topic=dead_letter_topic
+    )
     source = await consumer.get()
     log.info("rater consuming")
     try:

@@ -18,6 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_rater import repository
@@ -28,7 +29,9 @@ from cdrmodel.record import render_record
 log = logging.getLogger(__name__)
 
 RATED = Counter("cdrflow_rater_cdrs_total", "CDRs stored by the rater", ["outcome"])
-DROPPED = Counter("cdrflow_rater_dropped_total", "Events that could not be stored", ["reason"])
+DROPPED = Counter(
+    "cdrflow_rater_dead_lettered_total", "Events set aside on the dead-letter topic", ["reason"]
+)
 BATCH_SECONDS = Histogram("cdrflow_rater_batch_seconds", "Time to handle one consumed batch")
 
 
@@ -72,6 +75,15 @@ def _row(event: CdrSubmitted, rating: Rating, *, currency: str, now: datetime) -
     }
 
 
+def _rate(event: CdrSubmitted, plan: TenantPlan, default_package: str | None) -> Rating:
+    """Rating never stops a batch: a fault in it holds the record unrated, to be re-rated."""
+    try:
+        return rate_call(_call(event), plan, default_package=default_package)
+    except (ArithmeticError, ValueError) as exc:
+        log.error("rating %s failed: %r", event.cdr_id, exc)
+        return Rating(rated=False, unrated_reason="rating_error")
+
+
 def _call(event: CdrSubmitted) -> Call:
     return Call(
         originating=event.originating_number,
@@ -82,43 +94,93 @@ def _call(event: CdrSubmitted) -> Call:
     )
 
 
+def _transient(exc: BaseException) -> bool:
+    """Trouble reaching PostgreSQL: the whole batch is retried later, nothing is set aside."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return False
+
+
 class RatingHandler:
-    def __init__(self, engine: AsyncEngine, producer: AIOKafkaProducer, rated_topic: str) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        rated_topic: str,
+        *,
+        dead_letter_topic: str,
+    ) -> None:
         self._engine = engine
         self._producer = producer
         self._topic = rated_topic
+        self._dead_topic = dead_letter_topic
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
         with BATCH_SECONDS.time():
-            events = self._decode(records)
-            stored = await self._store(events)
+            events = await self._decode(records)
+            stored = await self._store_isolating(events)
             await self._publish(stored)
 
-    def _decode(self, records: list[ConsumerRecord]) -> list[CdrSubmitted]:
+    async def _decode(self, records: list[ConsumerRecord]) -> list[tuple[CdrSubmitted, bytes]]:
         events = []
         for rec in records:
             try:
-                events.append(CdrSubmitted.model_validate_json(rec.value))
-            except ValidationError:
-                # A malformed event can never be stored; skipping it keeps the partition moving.
-                DROPPED.labels("malformed").inc()
-                log.error("malformed event at %s:%s:%s", rec.topic, rec.partition, rec.offset)
+                events.append((CdrSubmitted.model_validate_json(rec.value), rec.value))
+            except ValidationError as exc:
+                await self._dead_letter(rec.value, "malformed", exc)
         return events
 
-    async def _store(self, events: list[CdrSubmitted]) -> list[tuple[dict[str, Any], str]]:
-        by_tenant: dict[str, list[CdrSubmitted]] = defaultdict(list)
-        for ev in events:
-            by_tenant[ev.database_id].append(ev)
+    async def _dead_letter(self, raw: bytes, reason: str, exc: BaseException | str) -> None:
+        """Set a record that can never be stored aside on the dead-letter topic, kept as it
+        came, so the partition keeps moving and nothing accepted silently disappears."""
+        DROPPED.labels(reason).inc()
+        log.error("dead-lettering a record (%s): %s", reason, exc)
+        await self._producer.send_and_wait(
+            self._dead_topic,
+            value=raw,
+            headers=[("reason", reason.encode()), ("error", str(exc)[:1000].encode())],
+        )
+
+    async def _store_isolating(
+        self, events: list[tuple[CdrSubmitted, bytes]]
+    ) -> list[tuple[dict[str, Any], str]]:
+        """The batch in one transaction; if a record in it cannot be stored, each record alone,
+        the ones that still fail going to the dead-letter topic."""
+        try:
+            return await self._store(events)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            log.warning("batch of %d failed (%r); storing one by one", len(events), exc)
+        stored = []
+        for event in events:
+            try:
+                stored += await self._store([event])
+            except Exception as exc:
+                if _transient(exc):
+                    raise
+                await self._dead_letter(event[1], "unstorable", exc)
+        return stored
+
+    async def _store(
+        self, events: list[tuple[CdrSubmitted, bytes]]
+    ) -> list[tuple[dict[str, Any], str]]:
+        by_tenant: dict[str, list[tuple[CdrSubmitted, bytes]]] = defaultdict(list)
+        for pair in events:
+            by_tenant[pair[0].database_id].append(pair)
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
         zones: dict[str, str] = {}
         async with self._engine.begin() as conn:
-            for database_id, evs in by_tenant.items():
+            for database_id, pairs in by_tenant.items():
                 tenant = await repository.load_tenant(conn, database_id=database_id)
                 if tenant is None:
-                    DROPPED.labels("unknown_tenant").inc(len(evs))
-                    log.error("tenant %s no longer exists; %d CDRs dropped", database_id, len(evs))
+                    for _ev, raw in pairs:
+                        await self._dead_letter(raw, "unknown_tenant", database_id)
                     continue
+                evs = [ev for ev, _raw in pairs]
                 zones[database_id] = tenant["timezone"]
                 plan = TenantPlan(home_country=tenant["country"])
                 plan.extensions = await repository.load_extensions(
@@ -134,9 +196,7 @@ class RatingHandler:
                     conn, database_id=database_id, prefixes=repository.all_prefixes(numbers)
                 )
                 for ev in evs:
-                    rating = rate_call(
-                        _call(ev), plan, default_package=defaults.get(ev.api_account)
-                    )
+                    rating = _rate(ev, plan, defaults.get(ev.api_account))
                     rows.append(_row(ev, rating, currency=tenant["currency"], now=now))
             await repository.insert_cdrs(conn, rows=rows)
             stored = await repository.fetch_cdrs(conn, cdr_ids=[r["cdr_id"] for r in rows])

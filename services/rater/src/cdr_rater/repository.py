@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cdr_rater.pricing import Extension, Package, RateDeck, RateLine, TenantPlan
+from cdr_rater.pricing import Extension, Package, RateDeck, RateLine
 from cdrmodel.db import api_account, cdr, extension, package, rate_line, tenant
 
+_TEXTS = ARRAY(Text)
+_UUIDS = ARRAY(UUID(as_uuid=True))
 
-@dataclass(slots=True)
-class TenantContext:
-    timezone: str
-    currency: str
-    plan: TenantPlan
-    default_packages: dict[str, str | None]
+
+def _any(values: Sequence[str]) -> Any:
+    """`= ANY($1)` with one array parameter: no limit on how many values a batch brings
+    (an IN list is one bind parameter per value, and PostgreSQL allows 32,767)."""
+    return any_(bindparam(None, list(values), type_=_TEXTS))
 
 
 async def load_tenant(conn: AsyncConnection, *, database_id: str) -> dict[str, Any] | None:
@@ -37,7 +38,7 @@ async def load_extensions(
     rows = await conn.execute(
         select(
             extension.c.extension, extension.c.package_id, extension.c.account, extension.c.client
-        ).where(extension.c.database_id == database_id, extension.c.extension.in_(wanted))
+        ).where(extension.c.database_id == database_id, extension.c.extension == _any(wanted))
     )
     return {r.extension: Extension(r.package_id, r.account, r.client) for r in rows}
 
@@ -48,7 +49,7 @@ async def load_default_packages(
     rows = await conn.execute(
         select(api_account.c.api_account_id, api_account.c.default_package).where(
             api_account.c.database_id == database_id,
-            api_account.c.api_account_id.in_(sorted(set(accounts))),
+            api_account.c.api_account_id == _any(sorted(set(accounts))),
         )
     )
     return {r.api_account_id: r.default_package for r in rows}
@@ -63,7 +64,7 @@ async def load_decks(
     if wanted:
         rows = await conn.execute(
             select(rate_line).where(
-                rate_line.c.database_id == database_id, rate_line.c.prefix.in_(wanted)
+                rate_line.c.database_id == database_id, rate_line.c.prefix == _any(wanted)
             )
         )
         for r in rows:
@@ -105,5 +106,7 @@ async def insert_cdrs(conn: AsyncConnection, *, rows: Sequence[dict[str, Any]]) 
 async def fetch_cdrs(
     conn: AsyncConnection, *, cdr_ids: Sequence[uuid.UUID]
 ) -> list[dict[str, Any]]:
-    rows = await conn.execute(select(cdr).where(cdr.c.cdr_id.in_(list(cdr_ids))))
+    rows = await conn.execute(
+        select(cdr).where(cdr.c.cdr_id == any_(bindparam("ids", list(cdr_ids), type_=_UUIDS)))
+    )
     return [dict(r._mapping) for r in rows]
