@@ -25,6 +25,7 @@ def test_bad_setting_exits_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    monkeypatch.setenv("CDR_ADMIN_TOKEN", "a-long-enough-token")
     monkeypatch.setenv(variable, value)
     with pytest.raises(SystemExit) as exc:
         load_settings(cls)
@@ -32,7 +33,17 @@ def test_bad_setting_exits_naming_the_variable(
     assert f"invalid setting {variable}:" in capsys.readouterr().err
 
 
+def test_admin_token_has_no_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CDR_ADMIN_TOKEN", raising=False)
+    with pytest.raises(SystemExit):
+        load_settings(IngestSettings)
+    assert "invalid setting CDR_ADMIN_TOKEN:" in capsys.readouterr().err
+
+
 def test_defaults_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDR_ADMIN_TOKEN", "a-long-enough-token")
     monkeypatch.setenv("CDR_INGEST_PORT", "9999")
     settings = load_settings(IngestSettings)
     assert settings.port == 9999 and settings.database_url.startswith("postgresql")

@@ -21,6 +21,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = MetaData(
@@ -244,9 +245,23 @@ delivery_attempt = Table(
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """The one engine of a process, created in the app's lifespan (never at import)."""
+    # hide_parameters: statement errors must never carry secrets or passwords into logs.
     return create_async_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
     )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Trouble reaching PostgreSQL (retry later), as opposed to a statement it refused."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return False
 
 
 def sqlalchemy_url(url: str) -> str:

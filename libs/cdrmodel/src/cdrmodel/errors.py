@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 
 class CdrError(Exception):
@@ -85,6 +89,28 @@ def install_error_handlers(app: FastAPI) -> None:
             {"message": f"{where}: {first['msg']}", "detail": errors}, status_code=422
         )
 
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        from cdrmodel.db import is_transient
+
+        if is_transient(exc):
+            return JSONResponse(
+                {"message": "database unavailable; nothing was changed, retry later"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        if isinstance(exc, DataError | IntegrityError):
+            return JSONResponse(
+                {"message": "a value in the request cannot be stored (out of range or invalid)"},
+                status_code=422,
+            )
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return JSONResponse({"message": "internal error"}, status_code=500)
+
+    async def on_out_of_range(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"message": f"value out of range: {exc}"}, status_code=422)
+
     app.add_exception_handler(CdrError, on_cdr_error)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(OverflowError, on_out_of_range)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -213,7 +213,7 @@ async def run_batches(
         offsets = {tp: part[-1].offset + 1 for tp, part in batches.items() if part}
         try:
             await consumer.commit(offsets)
-        except CommitFailedError:
-            # A rebalance took the partitions away; their new owner re-reads from the last
-            # commit and the unique keys absorb the repeat.
-            log.warning("offset commit lost to a rebalance; batch will be seen again")
+        except (CommitFailedError, KafkaError) as exc:
+            # A rebalance took the partitions away (or the broker is away): their next owner
+            # re-reads from the last commit and the unique keys absorb the repeat.
+            log.warning("offset commit failed (%r); the batch will be seen again", exc)

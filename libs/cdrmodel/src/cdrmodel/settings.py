@@ -26,7 +26,8 @@ class CommonSettings(BaseSettings):
     kafka_replication: int = Field(
         1, ge=1, description="Replication factor of topics created by cdrflow (3 in production)."
     )
-    admin_token: str = Field("change-me", min_length=8, description="Bearer token of admin APIs.")
+    # No default: a deployment that forgets it must not run with a token everyone knows.
+    admin_token: str = Field(min_length=8, description="Bearer token of admin APIs.")
     host: str = "127.0.0.1"
     log_level: str = "info"
     db_pool_size: int = Field(10, ge=1)

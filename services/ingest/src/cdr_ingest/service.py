@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from cdrmodel.errors import CdrError
 from cdrmodel.events import CdrSubmitted, new_cdr_id
 from cdrmodel.principals import Principal
+from cdrmodel.timeutil import aware
 
 ORIGIN_INVALID = 50411
 DESTINATION_INVALID = 50412
@@ -26,7 +26,6 @@ UNAVAILABLE = 50503
 ACCEPTED = 0
 
 MAX_DURATION = 86400
-MIN_YEAR, MAX_YEAR = 1970, 2100
 _WHOLE = re.compile(r"[0-9]{1,9}")
 _FORMATS = ("%Y-%b-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%b-%d %H:%M", "%Y-%m-%d %H:%M")
 
@@ -52,19 +51,8 @@ def parse_start_time(raw: str, timezone: str) -> datetime | None:
             parsed = datetime.fromisoformat(raw.strip())
         except ValueError:
             return None
-    if parsed.tzinfo is None:
-        try:
-            parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
-        except (KeyError, ValueError):
-            parsed = parsed.replace(tzinfo=UTC)
-    try:
-        year = parsed.astimezone(UTC).year
-    except OverflowError:
-        return None
-    # A call outside these years is a clock or parsing fault, not a call: held unrated.
-    if not MIN_YEAR <= year <= MAX_YEAR:
-        return None
-    return parsed
+    # Outside 1970-2100 a time is a clock or parsing fault, not a call: held unrated.
+    return aware(parsed, timezone)
 
 
 def parse_duration(raw: str | int | None) -> int:

@@ -16,6 +16,7 @@ from cdr_notifier.delivery import Dispatcher
 from cdr_notifier.deps import NotifierState
 from cdr_notifier.routes import queries, subscriptions
 from cdr_notifier.settings import NotifierSettings
+from cdr_notifier.urls import PublicResolver
 from cdrmodel.db import make_engine
 from cdrmodel.kafka import (
     RATED,
@@ -40,7 +41,11 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         probe = KafkaProbe(settings.kafka_bootstrap)
         wake = asyncio.Event()
-        connector = aiohttp.TCPConnector(limit=settings.push_concurrency, ttl_dns_cache=60)
+        connector = aiohttp.TCPConnector(
+            limit=settings.push_concurrency,
+            ttl_dns_cache=60,
+            resolver=None if settings.allow_private_webhooks else PublicResolver(),
+        )
         session = aiohttp.ClientSession(connector=connector)
         app.state.notifier = NotifierState(
             engine=engine,

@@ -111,6 +111,7 @@ class Dispatcher:
         if not d["enabled"]:  # paused subscription: look again later, no attempt made
             return None, {
                 "id": d["id"],
+                "lease": d["lease"],
                 "status": "pending",
                 "attempt_count": d["attempt_count"],
                 "next_attempt_at": now + timedelta(seconds=60),
@@ -142,6 +143,7 @@ class Dispatcher:
         }
         update = {
             "id": d["id"],
+            "lease": d["lease"],
             "status": state,
             "attempt_count": attempt_no,
             "next_attempt_at": next_at,
@@ -152,7 +154,11 @@ class Dispatcher:
         """(HTTP status, error or None on success, Retry-After seconds, latency ms)."""
         started = time.perf_counter()
         try:
-            await check_url(d["url"], allow_private=self._settings.allow_private_webhooks)
+            # Names are held to public addresses by the session's resolver (PublicResolver),
+            # at connect time, so a DNS answer cannot change between check and use.
+            await check_url(
+                d["url"], allow_private=self._settings.allow_private_webhooks, resolve=False
+            )
             body, content_type = encode(d["format"], d["payload"], xmlrpc_method=d["xmlrpc_method"])
             ts = int(time.time())
             headers = {
@@ -178,7 +184,7 @@ class Dispatcher:
             return None, exc.message, None, int((time.perf_counter() - started) * 1000)
         except TimeoutError:
             return None, "timeout", None, int((time.perf_counter() - started) * 1000)
-        except (aiohttp.ClientError, OSError) as exc:
+        except Exception as exc:  # any failure is a failed attempt; the dispatcher goes on
             return (
                 None,
                 f"{type(exc).__name__}: {exc}",

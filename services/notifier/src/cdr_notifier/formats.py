@@ -47,6 +47,33 @@ def _flat(value: Any) -> str:
     return str(value)
 
 
+_I4_MIN, _I4_MAX = -(2**31), 2**31 - 1
+
+
+def _xmlrpc_safe(value: Any) -> Any:
+    """XML-RPC's <int> is 32-bit: larger integers travel as strings (epoch times after 2038)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if _I4_MIN <= value <= _I4_MAX else str(value)
+    if isinstance(value, dict):
+        return {str(k): _xmlrpc_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_xmlrpc_safe(v) for v in value]
+    return value
+
+
+def valid_secret(secret: str) -> bool:
+    """A Standard Webhooks secret: `whsec_` then base64 of 24 to 64 random bytes."""
+    if not secret.startswith(SECRET_PREFIX):
+        return False
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except ValueError:
+        return False
+    return 24 <= len(key) <= 64
+
+
 def encode(fmt: str, record: dict[str, Any], *, xmlrpc_method: str) -> tuple[bytes, str]:
     """(body, content type) of one CDR push."""
     if fmt == "json":
@@ -56,37 +83,50 @@ def encode(fmt: str, record: dict[str, Any], *, xmlrpc_method: str) -> tuple[byt
             "application/x-www-form-urlencoded"
         )
     if fmt == "xmlrpc":
-        body = xmlrpc.client.dumps((record,), methodname=xmlrpc_method, allow_none=True)
+        body = xmlrpc.client.dumps(
+            (_xmlrpc_safe(record),), methodname=xmlrpc_method, allow_none=True
+        )
         return body.encode(), "text/xml"
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def acknowledged(body: bytes, content_type: str) -> tuple[bool, str | None]:
-    """Seed 003's client response: when the body carries `Err`, only Err = 0 is success."""
+def _err_of(text: bytes) -> tuple[bool, Any, Any]:
+    """(found, Err, Errdesc) from a JSON object, an XML-RPC struct or a form body, tried in
+    that order whatever the content type says (CRMs often label bodies wrongly)."""
+    try:
+        data = orjson.loads(text)
+        if isinstance(data, dict) and "Err" in data:
+            return True, data["Err"], data.get("Errdesc")
+    except orjson.JSONDecodeError:
+        pass
+    if text[:1] == b"<":
+        try:
+            params, _method = xmlrpc.client.loads(text.decode())
+        except xmlrpc.client.Fault as fault:
+            return True, f"fault {fault.faultCode}", fault.faultString
+        except (ExpatError, xmlrpc.client.Error, ValueError):  # not XML-RPC: carries no Err
+            return False, None, None
+        first = params[0] if params else None
+        if isinstance(first, dict) and "Err" in first:
+            return True, first["Err"], first.get("Errdesc")
+        return False, None, None
+    try:
+        parsed = parse_qs(text.decode(), strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        return False, None, None
+    if "Err" in parsed:
+        return True, parsed["Err"][0], parsed.get("Errdesc", [None])[0]
+    return False, None, None
+
+
+def acknowledged(body: bytes, content_type: str = "") -> tuple[bool, str | None]:
+    """Seed 003's client response: when the body carries `Err`, only Err = 0 is success; a
+    2xx whose body carries no Err (empty, text, HTML) is success."""
     text = body.strip()
     if not text:
         return True, None
-    err: Any = None
-    desc: Any = None
-    try:
-        if "json" in content_type or text[:1] == b"{":
-            data = orjson.loads(text)
-            if isinstance(data, dict):
-                err, desc = data.get("Err"), data.get("Errdesc")
-        elif "xml" in content_type or text[:1] == b"<":
-            (params, _method) = xmlrpc.client.loads(text.decode())
-            first = params[0] if params else None
-            if isinstance(first, dict):
-                err, desc = first.get("Err"), first.get("Errdesc")
-        elif b"Err=" in text:
-            parsed = parse_qs(text.decode())
-            err = parsed.get("Err", [None])[0]
-            desc = parsed.get("Errdesc", [None])[0]
-    except (orjson.JSONDecodeError, xmlrpc.client.Fault, ExpatError, ValueError) as exc:
-        if isinstance(exc, xmlrpc.client.Fault):
-            return False, f"XML-RPC fault {exc.faultCode}: {exc.faultString}"
-        return True, None  # a body we cannot read carries no Err: the 2xx stands
-    if err is None:
+    found, err, desc = _err_of(text)
+    if not found:
         return True, None
     try:
         ok = int(str(err).strip()) == 0

@@ -55,7 +55,7 @@ _CLAIM = text(
               LIMIT :limit
               FOR UPDATE SKIP LOCKED)
        AND s.database_id = d.database_id AND s.subscription_id = d.subscription_id
-    RETURNING d.id, d.database_id, d.subscription_id, d.cdr_id, d.webhook_id, d.payload,
+    RETURNING d.id, d.locked_until AS lease, d.database_id, d.subscription_id, d.cdr_id, d.webhook_id, d.payload,
               d.attempt_count, s.url, s.format, s.secret, s.max_attempts, s.xmlrpc_method,
               s.enabled
     """
@@ -80,7 +80,11 @@ async def record_outcomes(
     attempts: Sequence[dict[str, Any]],
     updates: Sequence[dict[str, Any]],
 ) -> None:
-    """Each attempt becomes a row; each delivery moves to delivered, dead or a later retry."""
+    """Each attempt becomes a row; each delivery moves to delivered, dead or a later retry.
+
+    The update holds only while this worker's lease does: a result that comes back after the
+    lease expired (another worker took the delivery) or after an admin replay cleared it
+    changes nothing but the attempt log."""
     if attempts:
         await conn.execute(delivery_attempt.insert(), attempts)
     if updates:
@@ -88,7 +92,7 @@ async def record_outcomes(
             text(
                 "UPDATE delivery SET status = :status, attempt_count = :attempt_count,"
                 " next_attempt_at = :next_attempt_at, locked_until = NULL, updated_at = now()"
-                " WHERE id = :id"
+                " WHERE id = :id AND locked_until = :lease"
             ),
             updates,
         )

@@ -1,45 +1,80 @@
-"""Push URL policy: refuse loopback, private and link-local targets unless allowed."""
+"""Push URL policy: refuse targets that are not public addresses unless allowed.
+
+Checked twice: when a subscription is saved (a clear 422 early), and at connect time by
+`PublicResolver`, which keeps only public addresses from each DNS answer, so a name that
+re-resolves to 127.0.0.1 or 169.254.169.254 later (DNS rebinding) is still refused.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit
+
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from cdrmodel.errors import Unprocessable
 
 
-def _private(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return (
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
+def is_public(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
 
 
-async def check_url(url: str, *, allow_private: bool) -> None:
-    """Raises Unprocessable when the URL is malformed or resolves to a refused address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
+    """Raises Unprocessable when the URL is malformed or names a refused address."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise Unprocessable(f"push URL is malformed: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise Unprocessable(f"push URL must be http(s)://host/...: {url!r}")
     if allow_private:
         return
+    refused = Unprocessable(
+        f"push URL {url!r} is not a public address (loopback, private, link-local and "
+        "shared ranges are refused; set CDR_ALLOW_PRIVATE_WEBHOOKS=true to allow)"
+    )
+    if _literal(host):
+        if not is_public(host):
+            raise refused
+        return
+    if not resolve:
+        return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname,
-            parts.port or (443 if parts.scheme == "https" else 80),
-            type=socket.SOCK_STREAM,
-        )
-    except socket.gaierror as exc:
-        raise Unprocessable(f"push URL host {parts.hostname!r} does not resolve: {exc}") from None
-    for info in infos:
-        if _private(str(info[4][0])):
-            raise Unprocessable(
-                f"push URL {url!r} resolves to a loopback/private/link-local address "
-                "(set CDR_ALLOW_PRIVATE_WEBHOOKS=true to allow)"
-            )
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise Unprocessable(f"push URL host {host!r} does not resolve: {exc}") from None
+    if not any(is_public(str(info[4][0])) for info in infos):
+        raise refused
+
+
+class PublicResolver(ThreadedResolver):
+    """aiohttp resolver that answers only public addresses."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: Any = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await super().resolve(host, port, family)
+        public = [r for r in results if is_public(r["host"])]
+        if not public:
+            raise OSError(f"{host} resolves only to non-public addresses; push refused")
+        return public

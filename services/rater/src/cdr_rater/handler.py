@@ -18,11 +18,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_rater import repository
 from cdr_rater.pricing import Call, Rating, TenantPlan, party_number, rate_call
+from cdrmodel.db import is_transient
 from cdrmodel.events import CdrRated, CdrSubmitted
 from cdrmodel.record import render_record
 
@@ -94,15 +94,6 @@ def _call(event: CdrSubmitted) -> Call:
     )
 
 
-def _transient(exc: BaseException) -> bool:
-    """Trouble reaching PostgreSQL: the whole batch is retried later, nothing is set aside."""
-    if isinstance(exc, OSError | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    return False
-
-
 class RatingHandler:
     def __init__(
         self,
@@ -151,7 +142,7 @@ class RatingHandler:
         try:
             return await self._store(events)
         except Exception as exc:
-            if _transient(exc):
+            if is_transient(exc):
                 raise
             log.warning("batch of %d failed (%r); storing one by one", len(events), exc)
         stored = []
@@ -159,7 +150,7 @@ class RatingHandler:
             try:
                 stored += await self._store([event])
             except Exception as exc:
-                if _transient(exc):
+                if is_transient(exc):
                     raise
                 await self._dead_letter(event[1], "unstorable", exc)
         return stored

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from cdrmodel import numbers
+from cdrmodel import phone
 from cdrmodel.money import ZERO, round8
 
 OUTBOUND = "outbound"
@@ -148,8 +148,8 @@ class Rating:
 def party_number(call: Call, plan: TenantPlan) -> tuple[str, str]:
     """(direction, normalised number to match): the caller for inbound, else the callee."""
     if call.destination in plan.extensions and call.originating not in plan.extensions:
-        return INBOUND, numbers.normalize(call.originating, plan.home_country)
-    return OUTBOUND, numbers.normalize(call.destination, plan.home_country)
+        return INBOUND, phone.normalize(call.originating, plan.home_country)
+    return OUTBOUND, phone.normalize(call.destination, plan.home_country)
 
 
 def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> Rating:
@@ -167,7 +167,7 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
             account=origin.account,
             client=origin.client,
             number=call.destination,
-            call_type=numbers.ON_NET,
+            call_type=phone.ON_NET,
             total=ZERO,
             rate=ZERO,
         )
@@ -196,13 +196,13 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
 
     line = package.deck.match(number, call.start_time, direction)
     if direction == INBOUND:
-        rating.call_type = numbers.INBOUND
+        rating.call_type = phone.INBOUND
         if line is None:  # inbound without an inbound line is free
             rating.rated, rating.total, rating.rate = True, ZERO, ZERO
             rating.cost = _cost(plan, package, number, call, answered)
             return rating
     else:
-        rating.call_type = numbers.classify(number, plan.home_country)
+        rating.call_type = phone.classify(number, plan.home_country)
         if line is None:
             rating.unrated_reason = "no_rate"
             return rating

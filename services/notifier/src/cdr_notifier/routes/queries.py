@@ -11,6 +11,7 @@ from sqlalchemy import select
 from cdr_notifier.deps import PrincipalDep, StateDep
 from cdrmodel.db import cdr
 from cdrmodel.record import render_record
+from cdrmodel.timeutil import in_zone
 
 router = APIRouter(tags=["queries"])
 
@@ -19,21 +20,25 @@ router = APIRouter(tags=["queries"])
 async def list_cdrs(
     principal: PrincipalDep,
     state: StateDep,
-    from_: datetime | None = Query(None, alias="from"),
+    from_: datetime | None = Query(
+        None, alias="from", description="ISO 8601; without an offset, the tenant's time zone"
+    ),
     to: datetime | None = None,
     rated: bool | None = None,
     call_type: str | None = None,
     disposition: str | None = None,
     caller: str | None = None,
     destination: str | None = None,
-    cursor: int | None = Query(None, description="next_cursor of the previous page"),
+    cursor: int | None = Query(
+        None, ge=0, le=2**63 - 1, description="next_cursor of the previous page"
+    ),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     stmt = select(cdr).where(cdr.c.database_id == principal.database_id)
     if from_ is not None:
-        stmt = stmt.where(cdr.c.start_time >= from_)
+        stmt = stmt.where(cdr.c.start_time >= in_zone(from_, principal.timezone))
     if to is not None:
-        stmt = stmt.where(cdr.c.start_time < to)
+        stmt = stmt.where(cdr.c.start_time < in_zone(to, principal.timezone))
     if rated is not None:
         stmt = stmt.where(cdr.c.rated.is_(rated))
     if call_type:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from cdr_notifier.deps import StateDep
-from cdr_notifier.formats import new_secret
+from cdr_notifier.formats import new_secret, valid_secret
 from cdr_notifier.urls import check_url
 from cdrmodel.db import delivery, delivery_attempt, subscription, tenant
 from cdrmodel.errors import NotFound
@@ -33,11 +32,23 @@ class SubscriptionUpsert(BaseModel):
 
     url: str
     format: Literal["json", "xmlrpc", "form"] = "json"
-    secret: str | None = Field(None, min_length=8, description="Generated when absent")
+    secret: str | None = Field(
+        None, description="`whsec_` + base64 of 24-64 random bytes; generated when absent"
+    )
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
     enabled: bool = True
     max_attempts: int = Field(10, ge=1, le=100)
     xmlrpc_method: str = "cdr.notify"
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_secret(cls, value: str | None) -> str | None:
+        if value is not None and not valid_secret(value):
+            raise ValueError(
+                "secret must be whsec_ followed by base64 of 24 to 64 bytes "
+                "(the Standard Webhooks format, so receivers' libraries verify it)"
+            )
+        return value
 
 
 class SubscriptionRead(BaseModel):
@@ -153,7 +164,9 @@ async def list_deliveries(
     state: StateDep,
     status: Literal["pending", "delivered", "dead"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    before_id: int | None = Query(None, description="Cursor: deliveries with a smaller id"),
+    before_id: int | None = Query(
+        None, ge=0, le=2**63 - 1, description="Cursor: deliveries with a smaller id"
+    ),
 ) -> dict[str, Any]:
     await _require(state, database_id, subscription_id)
     stmt = select(delivery.c.id, delivery.c.cdr_id, delivery.c.status, delivery.c.webhook_id).where(
@@ -197,7 +210,10 @@ async def list_deliveries(
 
 @router.post("/{database_id}/subscriptions/{subscription_id}/deliveries/{delivery_id}/replay")
 async def replay_delivery(
-    database_id: str, subscription_id: str, delivery_id: int, state: StateDep
+    database_id: str,
+    subscription_id: str,
+    delivery_id: Annotated[int, Path(ge=0, le=2**63 - 1)],
+    state: StateDep,
 ) -> dict[str, Any]:
     async with state.engine.begin() as conn:
         done = await conn.execute(
@@ -222,7 +238,7 @@ async def replay_delivery(
 
 
 class ReplaySince(BaseModel):
-    since: datetime
+    since: AwareDatetime
 
 
 @router.post("/{database_id}/subscriptions/{subscription_id}/replay")

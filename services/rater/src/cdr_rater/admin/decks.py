@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-
-import orjson
 
 from cdrmodel.errors import Unprocessable
 
@@ -97,9 +96,9 @@ def parse_deck(body: bytes, content_type: str) -> list[dict[str, Any]]:
     """All lines, or Unprocessable naming each bad line (1-based; the CSV header is line 1)."""
     rows: list[tuple[int, dict[str, Any]]]
     if "json" in content_type or body.lstrip()[:1] in (b"[", b"{"):
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+        try:  # decimals stay exact: no float ever holds a rate
+            data = json.loads(body, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError) as exc:
             raise Unprocessable(f"body is not valid JSON: {exc}") from None
         if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
             raise Unprocessable("a JSON deck is a list of objects")

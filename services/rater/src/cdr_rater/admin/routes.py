@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -77,7 +78,8 @@ async def put_api_account(
     database_id: str, api_account_id: str, body: ApiAccountUpsert, state: StateDep
 ) -> ApiAccountRead:
     values = {
-        "password_hash": hash_password(body.password),
+        # argon2 is deliberately slow: off the event loop, which also runs the consumer
+        "password_hash": await asyncio.to_thread(hash_password, body.password),
         "daily_limit": body.daily_limit,
         "default_package": body.default_package,
     }
