@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -31,6 +31,23 @@ def database_check(engine: AsyncEngine, timeout: float = 3.0) -> Check:
             return False
 
     return check
+
+
+def build_app(
+    *,
+    title: str,
+    summary: str,
+    lifespan: Callable[[FastAPI], Any],
+    settings: CommonSettings,
+    routers: list[APIRouter],
+) -> FastAPI:
+    """A service's FastAPI app: its lifespan and routers plus the common ops routes."""
+    app = FastAPI(title=title, summary=summary, version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    add_common_routes(app)
+    for router in routers:
+        app.include_router(router)
+    return app
 
 
 def add_common_routes(app: FastAPI) -> None:

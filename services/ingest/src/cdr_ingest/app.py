@@ -15,7 +15,7 @@ from cdr_ingest.settings import IngestSettings
 from cdrmodel.db import make_engine
 from cdrmodel.kafka import SUBMITTED, KafkaClient, KafkaProbe, make_producer, topic_name
 from cdrmodel.principals import PrincipalDirectory
-from cdrmodel.web import add_common_routes, database_check
+from cdrmodel.web import build_app, database_check
 
 log = logging.getLogger("cdr_ingest")
 
@@ -51,13 +51,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             await probe.close()
             await engine.dispose()
 
-    app = FastAPI(
+    return build_app(
         title="cdrflow ingest",
         summary="Submit call-detail records (seed 000 compatible)",
-        version="0.1.0",
         lifespan=lifespan,
+        settings=settings,
+        routers=[router],
     )
-    app.state.settings = settings
-    add_common_routes(app)
-    app.include_router(router)
-    return app

@@ -84,39 +84,31 @@ def _bounded(value: str | None, *, limit: int, code: int, name: str, required: b
     return value
 
 
+# (event field, seed-000 parameter, name in messages, max length, code, required), in the
+# contract's check order; Duration (50416) is checked between the second and third.
+_TEXT_FIELDS = (
+    ("originating_number", "originatingnumber", "OriginatingNumber", 20, ORIGIN_INVALID, True),
+    ("destination_number", "destinationnumber", "DestinationNumber", 20, DESTINATION_INVALID, True),
+    ("account_code", "accountcode", "AccountCode", 20, ACCOUNT_CODE_INVALID, False),
+    ("external_id", "externalid", "ExternalID", 15, EXTERNAL_ID_INVALID, False),
+)
+
+
 def build_compat_event(
     params: Mapping[str, str], principal: Principal, *, now: datetime
 ) -> CdrSubmitted:
     """A seed-000 submission (parameter names already lower-cased) as a CdrSubmitted event."""
-    origin = _bounded(
-        params.get("originatingnumber"),
-        limit=20,
-        code=ORIGIN_INVALID,
-        name="OriginatingNumber",
-        required=True,
+    checked = {
+        key: _bounded(params.get(param), limit=limit, code=code, name=name, required=required)
+        for key, param, name, limit, code, required in _TEXT_FIELDS[:2]
+    }
+    duration = parse_duration(params.get("duration"))  # 50416 sits between them in the order
+    checked.update(
+        (key, _bounded(params.get(param), limit=limit, code=code, name=name, required=required))
+        for key, param, name, limit, code, required in _TEXT_FIELDS[2:]
     )
-    target = _bounded(
-        params.get("destinationnumber"),
-        limit=20,
-        code=DESTINATION_INVALID,
-        name="DestinationNumber",
-        required=True,
-    )
-    duration = parse_duration(params.get("duration"))
-    account_code = _bounded(
-        params.get("accountcode"),
-        limit=20,
-        code=ACCOUNT_CODE_INVALID,
-        name="AccountCode",
-        required=False,
-    )
-    external_id = _bounded(
-        params.get("externalid"),
-        limit=15,
-        code=EXTERNAL_ID_INVALID,
-        name="ExternalID",
-        required=False,
-    )
+    origin, target = checked["originating_number"], checked["destination_number"]
+    account_code, external_id = checked["account_code"], checked["external_id"]
     raw_start = params.get("startdatetime")
     start: datetime | None
     start_raw: str | None = None

@@ -28,7 +28,7 @@ from cdrmodel.kafka import (
     topic_name,
 )
 from cdrmodel.principals import PrincipalDirectory
-from cdrmodel.web import add_common_routes, database_check
+from cdrmodel.web import build_app, database_check
 
 log = logging.getLogger("cdr_notifier")
 
@@ -89,14 +89,10 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             await probe.close()
             await engine.dispose()
 
-    app = FastAPI(
+    return build_app(
         title="cdrflow notifier",
         summary="Pushes rated CDRs to CRMs; query, feed and report APIs",
-        version="0.1.0",
         lifespan=lifespan,
+        settings=settings,
+        routers=[subscriptions.router, queries.router],
     )
-    app.state.settings = settings
-    add_common_routes(app)
-    app.include_router(subscriptions.router)
-    app.include_router(queries.router)
-    return app

@@ -26,7 +26,7 @@ from cdrmodel.kafka import (
     task_alive,
     topic_name,
 )
-from cdrmodel.web import add_common_routes, database_check
+from cdrmodel.web import build_app, database_check
 
 log = logging.getLogger("cdr_rater")
 
@@ -79,13 +79,10 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
             await probe.close()
             await engine.dispose()
 
-    app = FastAPI(
+    return build_app(
         title="cdrflow rater",
         summary="Prices and stores CDRs; admin API for tenants, decks and extensions",
-        version="0.1.0",
         lifespan=lifespan,
+        settings=settings,
+        routers=[admin_router],
     )
-    app.state.settings = settings
-    add_common_routes(app)
-    app.include_router(admin_router)
-    return app
