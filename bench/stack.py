@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from signal import SIGINT, SIGTERM
 from types import TracebackType
-from typing import IO
 
 import httpx
 
 from cdrmodel import infra
 from cdrmodel.demo import load_demo
 from cdrmodel.devstack import ServiceProcess
-from cdrmodel.infra import EmbeddedPostgres, Tansu, die_with_parent
+from cdrmodel.infra import EmbeddedPostgres, Tansu
 from cdrmodel.kafka import ALL_TOPICS, ensure_topics
 from cdrmodel.migrate import upgrade
 
@@ -37,10 +35,6 @@ def free_port() -> int:
             return port
 
 
-class StackFailed(RuntimeError):
-    pass
-
-
 class BenchStack:
     """Start with `with BenchStack(dir, log) as stack:`; leaving the block stops everything."""
 
@@ -50,9 +44,7 @@ class BenchStack:
         self.pg: EmbeddedPostgres | None = None
         self.tansu: Tansu | None = None
         self.services: dict[str, ServiceProcess] = {}
-        self.bare: subprocess.Popen[bytes] | None = None
-        self._bare_log: IO[bytes] | None = None
-        self.bare_port = 0
+        self.bare: ServiceProcess | None = None
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -70,7 +62,8 @@ class BenchStack:
 
     @property
     def bare_url(self) -> str:
-        return f"http://127.0.0.1:{self.bare_port}"
+        assert self.bare is not None
+        return self.bare.url
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> BenchStack:
@@ -119,19 +112,20 @@ class BenchStack:
             proc = ServiceProcess(name, free_port(), env, log_path=self.workdir / f"{name}.log")
             proc.start()
             self.services[name] = proc
-        self.bare_port = free_port()
-        self._bare_log = (self.workdir / "bare_app.log").open("ab")
-        self.bare = subprocess.Popen(
-            [sys.executable, str(BARE_APP), f"--port={self.bare_port}"],
-            stdin=subprocess.DEVNULL,
-            stdout=self._bare_log,
-            stderr=self._bare_log,
-            preexec_fn=die_with_parent,
+        bare_port = free_port()
+        self.bare = ServiceProcess(
+            "bare FastAPI app",
+            bare_port,
+            {},
+            log_path=self.workdir / "bare_app.log",
+            command=[sys.executable, str(BARE_APP), f"--port={bare_port}"],
+            ready_path="/ping",
         )
+        self.bare.start()
         for proc in self.services.values():
             proc.wait_ready(90)
             self.log(f"{proc.name}: ready on {proc.url}")
-        self._wait_bare(30)
+        self.bare.wait_ready(30)
         self.log(f"bare FastAPI app: ready on {self.bare_url}")
 
         load_demo(self.url("rater"), ADMIN_TOKEN)
@@ -144,19 +138,6 @@ class BenchStack:
             timeout=30,
         ).raise_for_status()
         self.log("demo tenant DEMO loaded (daily limit lifted for the bench)")
-
-    def _wait_bare(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.bare is None or self.bare.poll() is not None:
-                raise StackFailed("the bare FastAPI app exited while starting")
-            try:
-                if httpx.get(f"{self.bare_url}/ping", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise StackFailed(f"the bare FastAPI app did not answer within {timeout:.0f}s")
 
     def stop(self) -> None:
         """Stops whatever started, in reverse order; one failure does not keep the rest running."""
@@ -176,7 +157,8 @@ class BenchStack:
         steps: list[tuple[str, Callable[[], None]]] = [
             (name, proc.stop) for name, proc in reversed(self.services.items())
         ]
-        steps.append(("bare FastAPI app", self._stop_bare))
+        if self.bare is not None:
+            steps.append(("bare FastAPI app", self.bare.stop))
         if self.tansu is not None:
             steps.append(("Tansu", self.tansu.stop))
         if self.pg is not None:
@@ -190,22 +172,10 @@ class BenchStack:
             if (took := time.monotonic() - began) > 2:
                 self.log(f"stopping {what} took {took:.1f} s")
         self.services.clear()
+        self.bare = None
         self.tansu = None
         self.pg = None
         self.log("stack stopped")
-
-    def _stop_bare(self) -> None:
-        if self.bare is not None and self.bare.poll() is None:
-            self.bare.terminate()
-            try:
-                self.bare.wait(10)
-            except subprocess.TimeoutExpired:
-                self.bare.kill()
-                self.bare.wait()
-        self.bare = None
-        if self._bare_log is not None:
-            self._bare_log.close()
-            self._bare_log = None
 
     def dump_logs(self, lines: int = 15) -> None:
         """The tail of every log, so a failed start says why before the temp dir is removed."""

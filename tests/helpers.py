@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,21 +32,37 @@ ROUTE_CSV = """prefix,destination,rate,increment
 
 
 async def wait_for(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T] | T],
     *,
     timeout: float = 30,
     interval: float = 0.05,
     what: str = "condition",
 ) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` at the deadline."""
+    """Poll `probe` (sync or async) until it returns something truthy; fail with `what` at
+    the deadline."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = await probe()
+        last = probe()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+async def wait_listening(url: str, *, timeout: float = 60) -> None:
+    """Until the process at `url` answers /healthz (it may not be ready: that is the point)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+
+        async def up() -> bool:
+            try:
+                return (await client.get(f"{url}/healthz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(up, timeout=timeout, what=f"{url} to listen")
 
 
 def unique_id(prefix: str = "T") -> str:

@@ -73,10 +73,13 @@ async def test_rater_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
                 "SELECT count(*) FROM cdr WHERE database_id = $1", tenant.database_id
             )
 
+        async def stored_at_least(n: int) -> bool:
+            return await stored() >= n
+
         codes: list[str] = []
         sending = asyncio.create_task(_submit_all(ingest.url, tenant, codes))
         # Kill once the rater is visibly mid-stream: some stored, most still coming.
-        await wait_for(lambda: _at_least(stored, 200), what="200 stored before the kill")
+        await wait_for(lambda: stored_at_least(200), what="200 stored before the kill")
         rater.kill()
         killed_at = await stored()
         assert killed_at < TOTAL, "the stream finished before the kill; the test proves nothing"
@@ -85,7 +88,7 @@ async def test_rater_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
 
         rater.start()
         rater.wait_ready(90)
-        await wait_for(lambda: _at_least(stored, TOTAL), timeout=120, what="all records stored")
+        await wait_for(lambda: stored_at_least(TOTAL), timeout=120, what="all records stored")
 
         rows = await conn.fetch(
             "SELECT external_id, count(*) AS n FROM cdr WHERE database_id = $1"
@@ -102,7 +105,3 @@ async def test_rater_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
         assert priced == TOTAL
     finally:
         await conn.close()
-
-
-async def _at_least(probe, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return bool(await probe() >= n)

@@ -43,7 +43,7 @@ async def test_seed_sample_is_priced_and_pushed_with_a_valid_signature(
         assert (answer.status_code, answer.text) == (200, "0")
         assert answer.headers["content-type"].startswith("text/plain")
 
-        await wait_for(lambda: _truthy(receiver.requests), what="the push", timeout=60)
+        await wait_for(lambda: receiver.requests, what="the push", timeout=60)
         headers, body = receiver.requests[0]
         assert verify_signature(sub["secret"], headers, body)
         assert headers["content-type"] == "application/json"
@@ -101,7 +101,7 @@ async def test_failed_push_is_retried_with_the_same_webhook_id(
                 f"{stack.ingest.url}/api_submitcdr.aspx", params=tenant.submit_params()
             )
         assert answer.text == "0"
-        await wait_for(lambda: _truthy(len(receiver.requests) >= 2), what="the retry", timeout=60)
+        await wait_for(lambda: len(receiver.requests) >= 2, what="the retry", timeout=60)
         first, second = receiver.requests[0][0], receiver.requests[1][0]
         assert first["webhook-id"] == second["webhook-id"]
     finally:
@@ -134,7 +134,3 @@ async def test_cdrs_are_visible_only_to_their_own_tenant(stack: Stack, tenant: T
             f"{stack.notifier.url}/v1/cdrs", auth=(tenant.login, other.password)
         )
         assert crossed.status_code == 401 and crossed.json()["code"] == 50390
-
-
-async def _truthy(value: object) -> object:
-    return value

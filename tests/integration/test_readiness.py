@@ -10,7 +10,7 @@ from cdrmodel.db import asyncpg_dsn
 from cdrmodel.devstack import ServiceProcess
 from cdrmodel.infra import free_port
 from tests.conftest import Infra
-from tests.helpers import Tenant, wait_for
+from tests.helpers import Tenant, wait_listening
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +25,8 @@ async def test_readyz_is_503_while_postgres_is_unreachable(infra: Infra) -> None
     )
     proc.start()
     try:
+        await wait_listening(proc.url)
         async with httpx.AsyncClient(timeout=10) as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get(f"{proc.url}/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(up, timeout=60, what="ingest to listen")
             ready = await client.get(f"{proc.url}/readyz")
             assert ready.status_code == 503
             assert ready.json()["database"] == "down" and ready.json()["kafka"] == "ok"
@@ -67,15 +60,8 @@ async def test_services_start_without_kafka_and_report_not_ready(
     )
     proc.start()
     try:
+        await wait_listening(proc.url)
         async with httpx.AsyncClient(timeout=10) as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get(f"{proc.url}/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(up, timeout=60, what=f"{service} to listen without Kafka")
             ready = await client.get(f"{proc.url}/readyz")
             assert ready.status_code == 503
             assert ready.json()["kafka"] == "down" and ready.json()["database"] == "ok"
@@ -100,19 +86,13 @@ async def test_submission_without_kafka_answers_50503_and_stores_nothing(
     )
     proc.start()
     try:
+        await wait_listening(proc.url)
         async with httpx.AsyncClient(timeout=10) as client:
-
-            async def answer() -> str | None:
-                try:
-                    resp = await client.get(
-                        f"{proc.url}/api_submitcdr.aspx",
-                        params=tenant.submit_params(ExternalID="nokafka1"),
-                    )
-                except httpx.TransportError:
-                    return None
-                return resp.text
-
-            assert await wait_for(answer, timeout=60, what="an answer") == "50503"
+            answer = await client.get(
+                f"{proc.url}/api_submitcdr.aspx",
+                params=tenant.submit_params(ExternalID="nokafka1"),
+            )
+        assert answer.text == "50503"
         conn = await asyncpg.connect(asyncpg_dsn(infra.database_url))
         try:
             stored = await conn.fetchval(

@@ -29,10 +29,14 @@ class ServiceFailed(RuntimeError):
 
 @dataclass
 class ServiceProcess:
+    """One of SERVICES by name, or (with `command`) any HTTP server answering `ready_path`."""
+
     name: str
     port: int
     env: dict[str, str]
     log_path: Path | None = None
+    command: list[str] | None = None
+    ready_path: str = "/readyz"
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -41,8 +45,12 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        module, port_var, _ = SERVICES[self.name]
-        env = {**os.environ, **self.env, port_var: str(self.port)}
+        env = {**os.environ, **self.env}
+        argv = self.command
+        if argv is None:
+            module, port_var, _ = SERVICES[self.name]
+            env[port_var] = str(self.port)
+            argv = [sys.executable, "-m", module]
         out: IO[bytes] | int | None = None
         if self.log_path is not None:
             self._close_log()
@@ -50,7 +58,7 @@ class ServiceProcess:
             self._log = self.log_path.open("ab")
             out = self._log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module],
+            argv,
             env=env,
             stdout=out,
             stderr=out,
@@ -72,7 +80,7 @@ class ServiceProcess:
                 code = self.proc.returncode if self.proc else None
                 raise ServiceFailed(f"{self.name} exited with code {code} while starting")
             try:
-                resp = httpx.get(f"{self.url}/readyz", timeout=2)
+                resp = httpx.get(f"{self.url}{self.ready_path}", timeout=2)
                 if resp.status_code == 200:
                     return
                 last = resp.text

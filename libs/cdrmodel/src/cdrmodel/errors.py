@@ -49,18 +49,8 @@ class NotFound(CdrError):
     status_code = 404
 
 
-class Unauthorized(CdrError):
-    status_code = 401
-
-
 class Unprocessable(CdrError):
     status_code = 422
-
-
-class Unavailable(CdrError):
-    """Infrastructure is down: the client should retry; nothing was stored."""
-
-    status_code = 503
 
 
 def install_error_handlers(app: FastAPI) -> None:

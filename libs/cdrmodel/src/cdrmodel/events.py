@@ -10,8 +10,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DISPOSITIONS = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION")
-
 
 def new_cdr_id() -> uuid.UUID:
     """A UUIDv7 (time-ordered): ids of one tenant sort roughly by arrival."""

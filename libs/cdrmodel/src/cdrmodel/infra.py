@@ -10,7 +10,6 @@ import ctypes
 import importlib.util
 import os
 import pwd
-import shutil
 import signal
 import socket
 import stat
@@ -275,7 +274,3 @@ class Tansu:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name)

@@ -47,19 +47,18 @@ class DevLauncher:
         service_ports = [
             (_port(var, default), var, name) for name, (_m, var, default) in SERVICES.items()
         ]
-        ports = list(service_ports)
-        if not os.environ.get("CDR_DATABASE_URL"):
-            ports.append((_port(PG_PORT_VAR, PG_PORT_DEFAULT), PG_PORT_VAR, "embedded PostgreSQL"))
-        if not os.environ.get("CDR_KAFKA_BOOTSTRAP"):
-            ports.append(
-                (_port(KAFKA_PORT_VAR, KAFKA_PORT_DEFAULT), KAFKA_PORT_VAR, "Tansu broker")
-            )
         pg_port = _port(PG_PORT_VAR, PG_PORT_DEFAULT)
-        pg_reusable = (
+        kafka_port = _port(KAFKA_PORT_VAR, KAFKA_PORT_DEFAULT)
+        ports = list(service_ports)
+        # An embedded PostgreSQL left running by a launcher killed hard is reused, not a clash.
+        if (
             not os.environ.get("CDR_DATABASE_URL")
-            and EmbeddedPostgres(self.data_dir / "pg", pg_port).is_running()
-        )
-        self._check_ports([p for p in ports if not (pg_reusable and p[0] == pg_port)])
+            and not EmbeddedPostgres(self.data_dir / "pg", pg_port).is_running()
+        ):
+            ports.append((pg_port, PG_PORT_VAR, "embedded PostgreSQL"))
+        if not os.environ.get("CDR_KAFKA_BOOTSTRAP"):
+            ports.append((kafka_port, KAFKA_PORT_VAR, "Tansu broker"))
+        self._check_ports(ports)
 
         if os.environ.get("CDR_DATABASE_URL"):
             env["CDR_DATABASE_URL"] = os.environ["CDR_DATABASE_URL"]
@@ -80,7 +79,6 @@ class DevLauncher:
             env["CDR_KAFKA_BOOTSTRAP"] = os.environ["CDR_KAFKA_BOOTSTRAP"]
             typer.echo(f"Kafka: using {env['CDR_KAFKA_BOOTSTRAP']}")
         else:
-            kafka_port = _port(KAFKA_PORT_VAR, KAFKA_PORT_DEFAULT)
             typer.echo(
                 f"Kafka: starting Tansu on 127.0.0.1:{kafka_port} (in memory: a "
                 "restart empties the log)"

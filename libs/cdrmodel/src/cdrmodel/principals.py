@@ -146,9 +146,6 @@ class PrincipalDirectory:
         self._cache[key] = (time.monotonic() + self._ttl, result)
         return result
 
-    def forget(self, database_id: str, account_id: str) -> None:
-        self._cache.pop((database_id, account_id), None)
-
     async def authenticate(
         self, database_id: str | None, account_id: str | None, password: str | None
     ) -> Principal:

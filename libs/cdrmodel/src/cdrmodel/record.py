@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -74,7 +74,3 @@ def render_record(row: Mapping[str, Any], *, timezone: str | None = None) -> dic
     if row.get("start_time_raw") and start is None:
         record["start_time_raw"] = row["start_time_raw"]
     return record
-
-
-def epoch_now() -> int:
-    return int(datetime.now(UTC).timestamp())

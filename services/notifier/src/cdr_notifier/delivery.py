@@ -153,6 +153,10 @@ class Dispatcher:
     async def _post(self, d: dict[str, Any]) -> tuple[int | None, str | None, float | None, int]:
         """(HTTP status, error or None on success, Retry-After seconds, latency ms)."""
         started = time.perf_counter()
+
+        def elapsed_ms() -> int:
+            return int((time.perf_counter() - started) * 1000)
+
         try:
             # Names are held to public addresses by the session's resolver (PublicResolver),
             # at connect time, so a DNS answer cannot change between check and use.
@@ -173,7 +177,7 @@ class Dispatcher:
                 d["url"], data=body, headers=headers, timeout=timeout, allow_redirects=False
             ) as resp:
                 reply = await resp.content.read(_MAX_RESPONSE)
-                latency = int((time.perf_counter() - started) * 1000)
+                latency = elapsed_ms()
                 PUSH_SECONDS.observe(latency / 1000)
                 if not 200 <= resp.status < 300:
                     retry = retry_after_seconds(resp.headers.get("Retry-After"), datetime.now(UTC))
@@ -181,13 +185,8 @@ class Dispatcher:
                 ok, why = acknowledged(reply, resp.headers.get("content-type", ""))
                 return resp.status, (None if ok else why or "Err != 0"), None, latency
         except CdrError as exc:
-            return None, exc.message, None, int((time.perf_counter() - started) * 1000)
+            return None, exc.message, None, elapsed_ms()
         except TimeoutError:
-            return None, "timeout", None, int((time.perf_counter() - started) * 1000)
+            return None, "timeout", None, elapsed_ms()
         except Exception as exc:  # any failure is a failed attempt; the dispatcher goes on
-            return (
-                None,
-                f"{type(exc).__name__}: {exc}",
-                None,
-                int((time.perf_counter() - started) * 1000),
-            )
+            return None, f"{type(exc).__name__}: {exc}", None, elapsed_ms()

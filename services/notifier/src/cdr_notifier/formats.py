@@ -13,7 +13,6 @@ from xml.parsers.expat import ExpatError
 
 import orjson
 
-FORMATS = ("json", "xmlrpc", "form")
 SECRET_PREFIX = "whsec_"
 
 

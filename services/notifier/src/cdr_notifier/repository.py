@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
@@ -66,12 +65,6 @@ async def claim_due(conn: AsyncConnection, *, limit: int, lease: float) -> list[
     """Lease due deliveries; a crashed notifier's leases expire and another takes them."""
     rows = await conn.execute(_CLAIM, {"limit": limit, "lease": lease})
     return [dict(r._mapping) for r in rows]
-
-
-async def next_due_at(conn: AsyncConnection) -> datetime | None:
-    return await conn.scalar(
-        text("SELECT min(next_attempt_at) FROM delivery WHERE status = 'pending'")
-    )
 
 
 async def record_outcomes(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -75,12 +76,12 @@ def _row(event: CdrSubmitted, rating: Rating, *, currency: str, now: datetime) -
     }
 
 
-def _rate(event: CdrSubmitted, plan: TenantPlan, default_package: str | None) -> Rating:
+def _rate(cdr_id: uuid.UUID, call: Call, plan: TenantPlan, default_package: str | None) -> Rating:
     """Rating never stops a batch: a fault in it holds the record unrated, to be re-rated."""
     try:
-        return rate_call(_call(event), plan, default_package=default_package)
+        return rate_call(call, plan, default_package=default_package)
     except (ArithmeticError, ValueError) as exc:
-        log.error("rating %s failed: %r", event.cdr_id, exc)
+        log.error("rating %s failed: %r", cdr_id, exc)
         return Rating(rated=False, unrated_reason="rating_error")
 
 
@@ -182,12 +183,13 @@ class RatingHandler:
                 defaults = await repository.load_default_packages(
                     conn, database_id=database_id, accounts=[e.api_account for e in evs]
                 )
-                numbers = [party_number(_call(e), plan)[1] for e in evs]
+                calls = [_call(e) for e in evs]
+                numbers = [party_number(call, plan)[1] for call in calls]
                 plan.packages, plan.routes = await repository.load_decks(
                     conn, database_id=database_id, prefixes=repository.all_prefixes(numbers)
                 )
-                for ev in evs:
-                    rating = _rate(ev, plan, defaults.get(ev.api_account))
+                for ev, call in zip(evs, calls, strict=True):
+                    rating = _rate(ev.cdr_id, call, plan, defaults.get(ev.api_account))
                     rows.append(_row(ev, rating, currency=tenant["currency"], now=now))
             await repository.insert_cdrs(conn, rows=rows)
             stored = await repository.fetch_cdrs(conn, cdr_ids=[r["cdr_id"] for r in rows])

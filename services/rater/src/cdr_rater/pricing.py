@@ -138,12 +138,6 @@ class Rating:
             return None
         return "free" if self.total == 0 else "billed"
 
-    @property
-    def margin(self) -> Decimal | None:
-        if self.total is None or self.cost is None:
-            return None
-        return self.total - self.cost
-
 
 def party_number(call: Call, plan: TenantPlan) -> tuple[str, str]:
     """(direction, normalised number to match): the caller for inbound, else the callee."""

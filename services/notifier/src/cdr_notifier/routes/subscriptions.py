@@ -8,11 +8,12 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cdr_notifier.deps import StateDep
 from cdr_notifier.formats import new_secret, valid_secret
 from cdr_notifier.urls import check_url
-from cdrmodel.db import delivery, delivery_attempt, subscription, tenant
+from cdrmodel.db import delivery, delivery_attempt, require_tenant, subscription
 from cdrmodel.errors import NotFound
 from cdrmodel.web import AdminDep
 
@@ -63,23 +64,17 @@ class SubscriptionRead(BaseModel):
     secret: str | None = Field(None, description="Only in the answer that created it")
 
 
-async def _require(state: StateDep, database_id: str, subscription_id: str | None = None) -> None:
-    async with state.engine.connect() as conn:
-        if subscription_id is None:
-            found = await conn.scalar(
-                select(tenant.c.database_id).where(tenant.c.database_id == database_id)
-            )
-            what = f"tenant {database_id!r}"
-        else:
-            found = await conn.scalar(
-                select(subscription.c.subscription_id).where(
-                    subscription.c.database_id == database_id,
-                    subscription.c.subscription_id == subscription_id,
-                )
-            )
-            what = f"subscription {subscription_id!r} of tenant {database_id!r}"
+async def _require_subscription(
+    conn: AsyncConnection, database_id: str, subscription_id: str
+) -> None:
+    found = await conn.scalar(
+        select(subscription.c.subscription_id).where(
+            subscription.c.database_id == database_id,
+            subscription.c.subscription_id == subscription_id,
+        )
+    )
     if found is None:
-        raise NotFound(f"{what} not found")
+        raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
 
 
 @router.put(
@@ -92,7 +87,6 @@ async def put_subscription(
     database_id: str, subscription_id: str, body: SubscriptionUpsert, state: StateDep
 ) -> SubscriptionRead:
     await check_url(body.url, allow_private=state.allow_private_webhooks)
-    await _require(state, database_id)
     values: dict[str, Any] = {
         "url": body.url,
         "format": body.format,
@@ -103,6 +97,7 @@ async def put_subscription(
     }
     generated = None
     async with state.engine.begin() as conn:
+        await require_tenant(conn, database_id)
         existing = await conn.scalar(
             select(subscription.c.secret).where(
                 subscription.c.database_id == database_id,
@@ -168,7 +163,6 @@ async def list_deliveries(
         None, ge=0, le=2**63 - 1, description="Cursor: deliveries with a smaller id"
     ),
 ) -> dict[str, Any]:
-    await _require(state, database_id, subscription_id)
     stmt = select(delivery.c.id, delivery.c.cdr_id, delivery.c.status, delivery.c.webhook_id).where(
         delivery.c.database_id == database_id, delivery.c.subscription_id == subscription_id
     )
@@ -178,6 +172,7 @@ async def list_deliveries(
         stmt = stmt.where(delivery.c.id < before_id)
     stmt = stmt.order_by(delivery.c.id.desc()).limit(limit)
     async with state.engine.connect() as conn:
+        await _require_subscription(conn, database_id, subscription_id)
         rows = (await conn.execute(stmt)).mappings().all()
         ids = [r["id"] for r in rows]
         attempts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
@@ -208,6 +203,17 @@ async def list_deliveries(
     return {"deliveries": out, "next_before_id": ids[-1] if len(ids) == limit else None}
 
 
+# A replayed delivery is due now with a fresh attempt budget; clearing the lease makes any
+# push still in flight for it unable to overwrite this (record_outcomes checks the lease).
+_REPLAY: dict[str, Any] = {
+    "status": "pending",
+    "next_attempt_at": func.now(),
+    "attempt_count": 0,
+    "locked_until": None,
+    "updated_at": func.now(),
+}
+
+
 @router.post("/{database_id}/subscriptions/{subscription_id}/deliveries/{delivery_id}/replay")
 async def replay_delivery(
     database_id: str,
@@ -223,13 +229,7 @@ async def replay_delivery(
                 delivery.c.database_id == database_id,
                 delivery.c.subscription_id == subscription_id,
             )
-            .values(
-                status="pending",
-                next_attempt_at=func.now(),
-                attempt_count=0,
-                locked_until=None,
-                updated_at=func.now(),
-            )
+            .values(**_REPLAY)
         )
     if done.rowcount == 0:
         raise NotFound(f"delivery {delivery_id} not found in subscription {subscription_id!r}")
@@ -246,8 +246,8 @@ async def replay_since(
     database_id: str, subscription_id: str, body: ReplaySince, state: StateDep
 ) -> dict[str, Any]:
     """Push again every delivery of this subscription created since `since`."""
-    await _require(state, database_id, subscription_id)
     async with state.engine.begin() as conn:
+        await _require_subscription(conn, database_id, subscription_id)
         done = await conn.execute(
             update(delivery)
             .where(
@@ -255,13 +255,7 @@ async def replay_since(
                 delivery.c.subscription_id == subscription_id,
                 delivery.c.created_at >= body.since,
             )
-            .values(
-                status="pending",
-                next_attempt_at=func.now(),
-                attempt_count=0,
-                locked_until=None,
-                updated_at=func.now(),
-            )
+            .values(**_REPLAY)
         )
     state.wake.set()
     return {"replayed": done.rowcount}

@@ -27,7 +27,7 @@ from cdr_rater.admin.schemas import (
 )
 from cdr_rater.deps import StateDep
 from cdrmodel.auth import hash_password
-from cdrmodel.db import api_account, extension, package, rate_line, route, tenant
+from cdrmodel.db import api_account, extension, package, rate_line, require_tenant, route, tenant
 from cdrmodel.errors import NotFound
 from cdrmodel.web import AdminDep
 
@@ -42,14 +42,6 @@ _DECK_BODY = {
         "required": True,
     }
 }
-
-
-async def _require_tenant(conn: AsyncConnection, database_id: str) -> None:
-    found = await conn.scalar(
-        select(tenant.c.database_id).where(tenant.c.database_id == database_id)
-    )
-    if found is None:
-        raise NotFound(f"tenant {database_id!r} not found")
 
 
 async def _upsert(
@@ -84,7 +76,7 @@ async def put_api_account(
         "default_package": body.default_package,
     }
     async with state.engine.begin() as conn:
-        await _require_tenant(conn, database_id)
+        await require_tenant(conn, database_id)
         await _upsert(
             conn,
             api_account,
@@ -105,7 +97,7 @@ async def put_package(
     database_id: str, package_id: str, body: PackageUpsert, state: StateDep
 ) -> PackageRead:
     async with state.engine.begin() as conn:
-        await _require_tenant(conn, database_id)
+        await require_tenant(conn, database_id)
         await _upsert(
             conn,
             package,
@@ -120,7 +112,7 @@ async def put_route(
     database_id: str, route_id: str, body: RouteUpsert, state: StateDep
 ) -> RouteRead:
     async with state.engine.begin() as conn:
-        await _require_tenant(conn, database_id)
+        await require_tenant(conn, database_id)
         await _upsert(
             conn, route, {"database_id": database_id, "route_id": route_id}, {"name": body.name}
         )
@@ -132,7 +124,7 @@ async def put_extension(
     database_id: str, extension_id: str, body: ExtensionUpsert, state: StateDep
 ) -> ExtensionRead:
     async with state.engine.begin() as conn:
-        await _require_tenant(conn, database_id)
+        await require_tenant(conn, database_id)
         await _upsert(
             conn,
             extension,
@@ -149,7 +141,7 @@ async def _replace_deck(
     owner = package if kind == "package" else route
     owner_key = owner.c.package_id if kind == "package" else owner.c.route_id
     async with state.engine.begin() as conn:  # one transaction: the old deck or the new one
-        await _require_tenant(conn, database_id)
+        await require_tenant(conn, database_id)
         exists = await conn.scalar(
             select(owner_key).where(owner.c.database_id == database_id, owner_key == deck_id)
         )
@@ -184,7 +176,7 @@ async def _list_deck(
         stmt = stmt.where(or_(*conds))
     stmt = stmt.order_by(rate_line.c.prefix).limit(10000)
     async with state.engine.connect() as conn:
-        await _require_tenant(conn, database_id)
+        await require_tenant(conn, database_id)
         rows = (await conn.execute(stmt)).mappings().all()
     hidden = {"id", "database_id", "deck_kind", "deck_id"}
     return [
