@@ -10,7 +10,7 @@ help:
 	@echo "make run    - start ingest :8081, rater :8082, notifier :8083 on embedded PostgreSQL + Tansu"
 	@echo "make test   - lint and run every test (unit, integration, end-to-end, crash)"
 	@echo "make bench  - measure throughput, write docs/benchmarks.md"
-	@echo "make lint   - ruff and mypy"
+	@echo "make lint   - ruff, mypy and the import-linter contracts"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
@@ -38,6 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -18,14 +18,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
-    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-
-from cdrmodel.errors import NotFound
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = MetaData(
     naming_convention={
@@ -256,15 +253,6 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=True,
         hide_parameters=True,
     )
-
-
-async def require_tenant(conn: AsyncConnection, database_id: str) -> None:
-    """Raises NotFound (404) unless the tenant exists: every per-tenant admin call starts here."""
-    found = await conn.scalar(
-        select(tenant.c.database_id).where(tenant.c.database_id == database_id)
-    )
-    if found is None:
-        raise NotFound(f"tenant {database_id!r} not found")
 
 
 def is_transient(exc: BaseException) -> bool:

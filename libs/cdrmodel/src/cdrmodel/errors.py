@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cdrmodel.db import is_transient
+
 log = logging.getLogger(__name__)
 
 
@@ -80,8 +82,6 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
-        from cdrmodel.db import is_transient
-
         if is_transient(exc):
             return JSONResponse(
                 {"message": "database unavailable; nothing was changed, retry later"},

@@ -1,24 +1,18 @@
-"""SQL of the notifier: subscriptions, deliveries (claimed with SKIP LOCKED) and attempts."""
+"""SQL of the notifier: subscriptions, deliveries (claimed with SKIP LOCKED), attempts, and the
+CDR queries of API accounts."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cdrmodel.db import delivery, delivery_attempt, subscription
-
-_WEBHOOK_NS = uuid.UUID("6f1d3a52-0c55-4c5e-9d55-6a3c1f0e2b77")
-
-
-def webhook_id(database_id: str, subscription_id: str, cdr_id: uuid.UUID, feed_id: int) -> str:
-    """Deterministic: the same delivery keeps its id on every retry and after a replay."""
-    name = f"{database_id}/{subscription_id}/{cdr_id}/{feed_id}"
-    return "msg_" + uuid.uuid5(_WEBHOOK_NS, name).hex
+from cdrmodel.db import cdr, delivery, delivery_attempt, subscription
+from cdrmodel.errors import NotFound
 
 
 async def enabled_subscriptions(
@@ -89,3 +83,176 @@ async def record_outcomes(
             ),
             updates,
         )
+
+
+# Subscriptions and deliveries, for the admin routes
+
+
+async def subscription_secret(
+    conn: AsyncConnection, *, database_id: str, subscription_id: str
+) -> str | None:
+    """The stored secret, or None when the subscription does not exist yet."""
+    secret: str | None = await conn.scalar(
+        select(subscription.c.secret).where(
+            subscription.c.database_id == database_id,
+            subscription.c.subscription_id == subscription_id,
+        )
+    )
+    return secret
+
+
+async def upsert_subscription(
+    conn: AsyncConnection, *, database_id: str, subscription_id: str, values: dict[str, Any]
+) -> None:
+    stmt = pg_insert(subscription).values(
+        database_id=database_id, subscription_id=subscription_id, **values
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["database_id", "subscription_id"],
+            set_={**values, "updated_at": func.now()},
+        )
+    )
+
+
+async def get_subscription(
+    conn: AsyncConnection, *, database_id: str, subscription_id: str
+) -> dict[str, Any] | None:
+    row = (
+        (
+            await conn.execute(
+                select(subscription).where(
+                    subscription.c.database_id == database_id,
+                    subscription.c.subscription_id == subscription_id,
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row is not None else None
+
+
+async def require_subscription(
+    conn: AsyncConnection, *, database_id: str, subscription_id: str
+) -> None:
+    if (
+        await subscription_secret(conn, database_id=database_id, subscription_id=subscription_id)
+        is None
+    ):
+        raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
+
+
+async def list_deliveries(
+    conn: AsyncConnection,
+    *,
+    database_id: str,
+    subscription_id: str,
+    status: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest first, each with its attempts (oldest first) under "attempts"."""
+    stmt = select(delivery.c.id, delivery.c.cdr_id, delivery.c.status, delivery.c.webhook_id).where(
+        delivery.c.database_id == database_id, delivery.c.subscription_id == subscription_id
+    )
+    if status is not None:
+        stmt = stmt.where(delivery.c.status == status)
+    if before_id is not None:
+        stmt = stmt.where(delivery.c.id < before_id)
+    stmt = stmt.order_by(delivery.c.id.desc()).limit(limit)
+    rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    by_id = {r["id"]: r for r in rows}
+    for r in rows:
+        r["attempts"] = []
+    if by_id:
+        attempts = await conn.execute(
+            select(delivery_attempt)
+            .where(delivery_attempt.c.delivery_id.in_(list(by_id)))
+            .order_by(delivery_attempt.c.id)
+        )
+        for a in attempts.mappings():
+            by_id[a["delivery_id"]]["attempts"].append(dict(a))
+    return rows
+
+
+# A replayed delivery is due now with a fresh attempt budget; clearing the lease makes any
+# push still in flight for it unable to overwrite this (record_outcomes checks the lease).
+_REPLAY: dict[str, Any] = {
+    "status": "pending",
+    "next_attempt_at": func.now(),
+    "attempt_count": 0,
+    "locked_until": None,
+    "updated_at": func.now(),
+}
+
+
+async def replay_delivery(
+    conn: AsyncConnection, *, database_id: str, subscription_id: str, delivery_id: int
+) -> bool:
+    """True when the delivery exists (and is now due again)."""
+    done = await conn.execute(
+        update(delivery)
+        .where(
+            delivery.c.id == delivery_id,
+            delivery.c.database_id == database_id,
+            delivery.c.subscription_id == subscription_id,
+        )
+        .values(**_REPLAY)
+    )
+    return bool(done.rowcount)
+
+
+async def replay_since(
+    conn: AsyncConnection, *, database_id: str, subscription_id: str, since: datetime
+) -> int:
+    """Every delivery of the subscription created since `since` is due again; how many."""
+    done = await conn.execute(
+        update(delivery)
+        .where(
+            delivery.c.database_id == database_id,
+            delivery.c.subscription_id == subscription_id,
+            delivery.c.created_at >= since,
+        )
+        .values(**_REPLAY)
+    )
+    return int(done.rowcount)
+
+
+# Queries of API accounts
+
+
+async def search_cdrs(
+    conn: AsyncConnection,
+    *,
+    database_id: str,
+    start_from: datetime | None = None,
+    start_to: datetime | None = None,
+    rated: bool | None = None,
+    call_type: str | None = None,
+    disposition: str | None = None,
+    caller: str | None = None,
+    destination: str | None = None,
+    after_feed_id: int | None = None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One tenant's CDRs in feed-id order (keyset paging on feed_id)."""
+    stmt = select(cdr).where(cdr.c.database_id == database_id)
+    if start_from is not None:
+        stmt = stmt.where(cdr.c.start_time >= start_from)
+    if start_to is not None:
+        stmt = stmt.where(cdr.c.start_time < start_to)
+    if rated is not None:
+        stmt = stmt.where(cdr.c.rated.is_(rated))
+    if call_type:
+        stmt = stmt.where(cdr.c.call_type == call_type)
+    if disposition:
+        stmt = stmt.where(cdr.c.disposition == disposition)
+    if caller:
+        stmt = stmt.where(cdr.c.originating_number.startswith(caller, autoescape=True))
+    if destination:
+        stmt = stmt.where(cdr.c.destination_number.startswith(destination, autoescape=True))
+    if after_feed_id is not None:
+        stmt = stmt.where(cdr.c.feed_id > after_feed_id)
+    stmt = stmt.order_by(cdr.c.feed_id).limit(limit)
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]

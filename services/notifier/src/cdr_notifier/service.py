@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from cdr_notifier.repository import webhook_id
 from cdrmodel.events import CdrRated
+
+_WEBHOOK_NS = uuid.UUID("6f1d3a52-0c55-4c5e-9d55-6a3c1f0e2b77")
+
+
+def webhook_id(database_id: str, subscription_id: str, cdr_id: uuid.UUID, feed_id: int) -> str:
+    """Deterministic: the same delivery keeps its id on every retry and after a replay."""
+    name = f"{database_id}/{subscription_id}/{cdr_id}/{feed_id}"
+    return "msg_" + uuid.uuid5(_WEBHOOK_NS, name).hex
 
 
 def matches(filter_: dict[str, Any], record: dict[str, Any]) -> bool:

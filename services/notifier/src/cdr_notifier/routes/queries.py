@@ -6,10 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
+from cdr_notifier import repository
 from cdr_notifier.deps import PrincipalDep, StateDep
-from cdrmodel.db import cdr
 from cdrmodel.record import render_record
 from cdrmodel.timeutil import in_zone
 
@@ -34,26 +33,21 @@ async def list_cdrs(
     ),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    stmt = select(cdr).where(cdr.c.database_id == principal.database_id)
-    if from_ is not None:
-        stmt = stmt.where(cdr.c.start_time >= in_zone(from_, principal.timezone))
-    if to is not None:
-        stmt = stmt.where(cdr.c.start_time < in_zone(to, principal.timezone))
-    if rated is not None:
-        stmt = stmt.where(cdr.c.rated.is_(rated))
-    if call_type:
-        stmt = stmt.where(cdr.c.call_type == call_type)
-    if disposition:
-        stmt = stmt.where(cdr.c.disposition == disposition)
-    if caller:
-        stmt = stmt.where(cdr.c.originating_number.startswith(caller))
-    if destination:
-        stmt = stmt.where(cdr.c.destination_number.startswith(destination))
-    if cursor is not None:
-        stmt = stmt.where(cdr.c.feed_id > cursor)
-    stmt = stmt.order_by(cdr.c.feed_id).limit(limit)
+    zone = principal.timezone
     async with state.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in await conn.execute(stmt)]
+        rows = await repository.search_cdrs(
+            conn,
+            database_id=principal.database_id,
+            start_from=in_zone(from_, zone) if from_ is not None else None,
+            start_to=in_zone(to, zone) if to is not None else None,
+            rated=rated,
+            call_type=call_type,
+            disposition=disposition,
+            caller=caller,
+            destination=destination,
+            after_feed_id=cursor,
+            limit=limit,
+        )
     records = [render_record(r, timezone=principal.timezone) for r in rows]
     return {
         "cdrs": records,

@@ -6,15 +6,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cdr_notifier import repository
 from cdr_notifier.deps import StateDep
 from cdr_notifier.formats import new_secret, valid_secret
 from cdr_notifier.urls import check_url
-from cdrmodel.db import delivery, delivery_attempt, require_tenant, subscription
 from cdrmodel.errors import NotFound
+from cdrmodel.repository import require_tenant
 from cdrmodel.web import AdminDep
 
 router = APIRouter(prefix="/v1/admin/tenants", tags=["subscriptions"], dependencies=[AdminDep])
@@ -64,19 +62,6 @@ class SubscriptionRead(BaseModel):
     secret: str | None = Field(None, description="Only in the answer that created it")
 
 
-async def _require_subscription(
-    conn: AsyncConnection, database_id: str, subscription_id: str
-) -> None:
-    found = await conn.scalar(
-        select(subscription.c.subscription_id).where(
-            subscription.c.database_id == database_id,
-            subscription.c.subscription_id == subscription_id,
-        )
-    )
-    if found is None:
-        raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
-
-
 @router.put(
     "/{database_id}/subscriptions/{subscription_id}",
     response_model=SubscriptionRead,
@@ -96,27 +81,15 @@ async def put_subscription(
         "xmlrpc_method": body.xmlrpc_method,
     }
     generated = None
+    keys = {"database_id": database_id, "subscription_id": subscription_id}
     async with state.engine.begin() as conn:
         await require_tenant(conn, database_id)
-        existing = await conn.scalar(
-            select(subscription.c.secret).where(
-                subscription.c.database_id == database_id,
-                subscription.c.subscription_id == subscription_id,
-            )
-        )
+        existing = await repository.subscription_secret(conn, **keys)
         if body.secret is not None:
             values["secret"] = body.secret
         elif existing is None:
             values["secret"] = generated = new_secret()
-        stmt = pg_insert(subscription).values(
-            database_id=database_id, subscription_id=subscription_id, **values
-        )
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["database_id", "subscription_id"],
-                set_={**values, "updated_at": func.now()},
-            )
-        )
+        await repository.upsert_subscription(conn, **keys, values=values)
     return SubscriptionRead(
         database_id=database_id,
         subscription_id=subscription_id,
@@ -134,17 +107,8 @@ async def get_subscription(
     database_id: str, subscription_id: str, state: StateDep
 ) -> SubscriptionRead:
     async with state.engine.connect() as conn:
-        row = (
-            (
-                await conn.execute(
-                    select(subscription).where(
-                        subscription.c.database_id == database_id,
-                        subscription.c.subscription_id == subscription_id,
-                    )
-                )
-            )
-            .mappings()
-            .first()
+        row = await repository.get_subscription(
+            conn, database_id=database_id, subscription_id=subscription_id
         )
     if row is None:
         raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
@@ -163,55 +127,37 @@ async def list_deliveries(
         None, ge=0, le=2**63 - 1, description="Cursor: deliveries with a smaller id"
     ),
 ) -> dict[str, Any]:
-    stmt = select(delivery.c.id, delivery.c.cdr_id, delivery.c.status, delivery.c.webhook_id).where(
-        delivery.c.database_id == database_id, delivery.c.subscription_id == subscription_id
-    )
-    if status is not None:
-        stmt = stmt.where(delivery.c.status == status)
-    if before_id is not None:
-        stmt = stmt.where(delivery.c.id < before_id)
-    stmt = stmt.order_by(delivery.c.id.desc()).limit(limit)
     async with state.engine.connect() as conn:
-        await _require_subscription(conn, database_id, subscription_id)
-        rows = (await conn.execute(stmt)).mappings().all()
-        ids = [r["id"] for r in rows]
-        attempts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-        if ids:
-            for a in await conn.execute(
-                select(delivery_attempt)
-                .where(delivery_attempt.c.delivery_id.in_(ids))
-                .order_by(delivery_attempt.c.id)
-            ):
-                attempts[a.delivery_id].append(
-                    {
-                        "at": a.at.isoformat(),
-                        "http_status": a.http_status,
-                        "latency_ms": a.latency_ms,
-                        "error": a.error,
-                    }
-                )
+        await repository.require_subscription(
+            conn, database_id=database_id, subscription_id=subscription_id
+        )
+        rows = await repository.list_deliveries(
+            conn,
+            database_id=database_id,
+            subscription_id=subscription_id,
+            status=status,
+            before_id=before_id,
+            limit=limit,
+        )
     out = [
         {
             "id": r["id"],
             "cdr_id": str(r["cdr_id"]),
             "webhook_id": r["webhook_id"],
             "status": r["status"],
-            "attempts": attempts[r["id"]],
+            "attempts": [
+                {
+                    "at": a["at"].isoformat(),
+                    "http_status": a["http_status"],
+                    "latency_ms": a["latency_ms"],
+                    "error": a["error"],
+                }
+                for a in r["attempts"]
+            ],
         }
         for r in rows
     ]
-    return {"deliveries": out, "next_before_id": ids[-1] if len(ids) == limit else None}
-
-
-# A replayed delivery is due now with a fresh attempt budget; clearing the lease makes any
-# push still in flight for it unable to overwrite this (record_outcomes checks the lease).
-_REPLAY: dict[str, Any] = {
-    "status": "pending",
-    "next_attempt_at": func.now(),
-    "attempt_count": 0,
-    "locked_until": None,
-    "updated_at": func.now(),
-}
+    return {"deliveries": out, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
 
 
 @router.post("/{database_id}/subscriptions/{subscription_id}/deliveries/{delivery_id}/replay")
@@ -222,16 +168,13 @@ async def replay_delivery(
     state: StateDep,
 ) -> dict[str, Any]:
     async with state.engine.begin() as conn:
-        done = await conn.execute(
-            update(delivery)
-            .where(
-                delivery.c.id == delivery_id,
-                delivery.c.database_id == database_id,
-                delivery.c.subscription_id == subscription_id,
-            )
-            .values(**_REPLAY)
+        found = await repository.replay_delivery(
+            conn,
+            database_id=database_id,
+            subscription_id=subscription_id,
+            delivery_id=delivery_id,
         )
-    if done.rowcount == 0:
+    if not found:
         raise NotFound(f"delivery {delivery_id} not found in subscription {subscription_id!r}")
     state.wake.set()
     return {"id": delivery_id, "status": "pending"}
@@ -246,16 +189,9 @@ async def replay_since(
     database_id: str, subscription_id: str, body: ReplaySince, state: StateDep
 ) -> dict[str, Any]:
     """Push again every delivery of this subscription created since `since`."""
+    keys = {"database_id": database_id, "subscription_id": subscription_id}
     async with state.engine.begin() as conn:
-        await _require_subscription(conn, database_id, subscription_id)
-        done = await conn.execute(
-            update(delivery)
-            .where(
-                delivery.c.database_id == database_id,
-                delivery.c.subscription_id == subscription_id,
-                delivery.c.created_at >= body.since,
-            )
-            .values(**_REPLAY)
-        )
+        await repository.require_subscription(conn, **keys)
+        replayed = await repository.replay_since(conn, **keys, since=body.since)
     state.wake.set()
-    return {"replayed": done.rowcount}
+    return {"replayed": replayed}

@@ -6,11 +6,8 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import delete, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnElement
 
+from cdr_rater.admin import repository
 from cdr_rater.admin.decks import parse_deck
 from cdr_rater.admin.schemas import (
     ApiAccountRead,
@@ -27,8 +24,7 @@ from cdr_rater.admin.schemas import (
 )
 from cdr_rater.deps import StateDep
 from cdrmodel.auth import hash_password
-from cdrmodel.db import api_account, extension, package, rate_line, require_tenant, route, tenant
-from cdrmodel.errors import NotFound
+from cdrmodel.money import fmt8
 from cdrmodel.web import AdminDep
 
 router = APIRouter(prefix="/v1/admin/tenants", tags=["admin"], dependencies=[AdminDep])
@@ -44,20 +40,10 @@ _DECK_BODY = {
 }
 
 
-async def _upsert(
-    conn: AsyncConnection, table: Any, keys: dict[str, Any], values: dict[str, Any]
-) -> None:
-    stmt = pg_insert(table).values(**keys, **values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={**values, "updated_at": func.now()}
-    )
-    await conn.execute(stmt)
-
-
 @router.put("/{database_id}", response_model=TenantRead, summary="Create or update a tenant")
 async def put_tenant(database_id: str, body: TenantUpsert, state: StateDep) -> TenantRead:
     async with state.engine.begin() as conn:
-        await _upsert(conn, tenant, {"database_id": database_id}, body.model_dump())
+        await repository.upsert_tenant(conn, database_id=database_id, values=body.model_dump())
     return TenantRead(database_id=database_id, **body.model_dump())
 
 
@@ -76,12 +62,8 @@ async def put_api_account(
         "default_package": body.default_package,
     }
     async with state.engine.begin() as conn:
-        await require_tenant(conn, database_id)
-        await _upsert(
-            conn,
-            api_account,
-            {"database_id": database_id, "api_account_id": api_account_id},
-            values,
+        await repository.upsert_api_account(
+            conn, database_id=database_id, api_account_id=api_account_id, values=values
         )
     return ApiAccountRead(
         database_id=database_id,
@@ -97,12 +79,12 @@ async def put_package(
     database_id: str, package_id: str, body: PackageUpsert, state: StateDep
 ) -> PackageRead:
     async with state.engine.begin() as conn:
-        await require_tenant(conn, database_id)
-        await _upsert(
+        await repository.upsert_package(
             conn,
-            package,
-            {"database_id": database_id, "package_id": package_id},
-            {"name": body.name, "route_id": body.route},
+            database_id=database_id,
+            package_id=package_id,
+            name=body.name,
+            route_id=body.route,
         )
     return PackageRead(database_id=database_id, package_id=package_id, **body.model_dump())
 
@@ -112,9 +94,8 @@ async def put_route(
     database_id: str, route_id: str, body: RouteUpsert, state: StateDep
 ) -> RouteRead:
     async with state.engine.begin() as conn:
-        await require_tenant(conn, database_id)
-        await _upsert(
-            conn, route, {"database_id": database_id, "route_id": route_id}, {"name": body.name}
+        await repository.upsert_route(
+            conn, database_id=database_id, route_id=route_id, name=body.name
         )
     return RouteRead(database_id=database_id, route_id=route_id, **body.model_dump())
 
@@ -123,13 +104,10 @@ async def put_route(
 async def put_extension(
     database_id: str, extension_id: str, body: ExtensionUpsert, state: StateDep
 ) -> ExtensionRead:
+    values = {"package_id": body.package, "account": body.account, "client": body.client}
     async with state.engine.begin() as conn:
-        await require_tenant(conn, database_id)
-        await _upsert(
-            conn,
-            extension,
-            {"database_id": database_id, "extension": extension_id},
-            {"package_id": body.package, "account": body.account, "client": body.client},
+        await repository.upsert_extension(
+            conn, database_id=database_id, number=extension_id, values=values
         )
     return ExtensionRead(database_id=database_id, extension=extension_id, **body.model_dump())
 
@@ -138,55 +116,23 @@ async def _replace_deck(
     request: Request, state: StateDep, *, database_id: str, kind: str, deck_id: str
 ) -> DeckReplaced:
     lines = parse_deck(await request.body(), request.headers.get("content-type", ""))
-    owner = package if kind == "package" else route
-    owner_key = owner.c.package_id if kind == "package" else owner.c.route_id
     async with state.engine.begin() as conn:  # one transaction: the old deck or the new one
-        await require_tenant(conn, database_id)
-        exists = await conn.scalar(
-            select(owner_key).where(owner.c.database_id == database_id, owner_key == deck_id)
+        await repository.replace_deck(
+            conn, database_id=database_id, kind=kind, deck_id=deck_id, lines=lines
         )
-        if exists is None:
-            raise NotFound(f"{kind} {deck_id!r} not found in tenant {database_id!r}")
-        await conn.execute(
-            delete(rate_line).where(
-                rate_line.c.database_id == database_id,
-                rate_line.c.deck_kind == kind,
-                rate_line.c.deck_id == deck_id,
-            )
-        )
-        if lines:
-            base = {"database_id": database_id, "deck_kind": kind, "deck_id": deck_id}
-            await conn.execute(rate_line.insert(), [{**base, **line} for line in lines])
     return DeckReplaced(deck=f"{kind}/{deck_id}", lines=len(lines))
 
 
 async def _list_deck(
     state: StateDep, *, database_id: str, kind: str, deck_id: str, query: str | None
 ) -> list[dict[str, Any]]:
-    stmt = select(rate_line).where(
-        rate_line.c.database_id == database_id,
-        rate_line.c.deck_kind == kind,
-        rate_line.c.deck_id == deck_id,
-    )
-    if query:
-        digits = "".join(ch for ch in query if ch.isdigit())
-        conds: list[ColumnElement[bool]] = [rate_line.c.destination.ilike(f"%{query}%")]
-        if digits:
-            conds.append(rate_line.c.prefix.startswith(digits))
-        stmt = stmt.where(or_(*conds))
-    stmt = stmt.order_by(rate_line.c.prefix).limit(10000)
     async with state.engine.connect() as conn:
-        await require_tenant(conn, database_id)
-        rows = (await conn.execute(stmt)).mappings().all()
-    hidden = {"id", "database_id", "deck_kind", "deck_id"}
-    return [
-        {
-            k: (str(v) if k in ("rate", "connect_fee") else v)
-            for k, v in r.items()
-            if k not in hidden
-        }
-        for r in rows
-    ]
+        rows = await repository.list_deck(
+            conn, database_id=database_id, kind=kind, deck_id=deck_id, query=query
+        )
+    for row in rows:  # money on the wire: fixed-point, 8 places
+        row["rate"], row["connect_fee"] = fmt8(row["rate"]), fmt8(row["connect_fee"])
+    return rows
 
 
 @router.put(
@@ -199,7 +145,7 @@ async def put_package_rates(
     database_id: str, package_id: str, request: Request, state: StateDep
 ) -> DeckReplaced:
     return await _replace_deck(
-        request, state, database_id=database_id, kind="package", deck_id=package_id
+        request, state, database_id=database_id, kind=repository.PACKAGE, deck_id=package_id
     )
 
 
@@ -208,7 +154,7 @@ async def get_package_rates(
     database_id: str, package_id: str, state: StateDep, query: str | None = None
 ) -> dict[str, Any]:
     lines = await _list_deck(
-        state, database_id=database_id, kind="package", deck_id=package_id, query=query
+        state, database_id=database_id, kind=repository.PACKAGE, deck_id=package_id, query=query
     )
     return {"rates": lines}
 
@@ -223,7 +169,7 @@ async def put_route_rates(
     database_id: str, route_id: str, request: Request, state: StateDep
 ) -> DeckReplaced:
     return await _replace_deck(
-        request, state, database_id=database_id, kind="route", deck_id=route_id
+        request, state, database_id=database_id, kind=repository.ROUTE, deck_id=route_id
     )
 
 
@@ -232,6 +178,6 @@ async def get_route_rates(
     database_id: str, route_id: str, state: StateDep, query: str | None = None
 ) -> dict[str, Any]:
     lines = await _list_deck(
-        state, database_id=database_id, kind="route", deck_id=route_id, query=query
+        state, database_id=database_id, kind=repository.ROUTE, deck_id=route_id, query=query
     )
     return {"rates": lines}
