@@ -3,37 +3,12 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+
+from babel.numbers import get_currency_precision, is_currency
 
 EIGHT_PLACES = Decimal("0.00000001")
 ZERO = Decimal(0)
-
-# ISO 4217 minor-unit exponents that differ from the usual 2.
-_MINOR_EXPONENT = {
-    "BHD": 3,
-    "BIF": 0,
-    "CLP": 0,
-    "DJF": 0,
-    "GNF": 0,
-    "IQD": 3,
-    "ISK": 0,
-    "JOD": 3,
-    "JPY": 0,
-    "KMF": 0,
-    "KRW": 0,
-    "KWD": 3,
-    "LYD": 3,
-    "OMR": 3,
-    "PYG": 0,
-    "RWF": 0,
-    "TND": 3,
-    "UGX": 0,
-    "UYI": 0,
-    "VND": 0,
-    "VUV": 0,
-    "XAF": 0,
-    "XOF": 0,
-    "XPF": 0,
-}
 
 
 def round8(value: Decimal) -> Decimal:
@@ -42,11 +17,38 @@ def round8(value: Decimal) -> Decimal:
 
 
 def fmt8(value: Decimal | None) -> str | None:
-    """An amount as the contract's decimal string (always 8 places), or None."""
-    return None if value is None else str(round8(value))
+    """An amount as the contract's decimal string (fixed point, exactly 8 places), or None.
+
+    `str()` of a Decimal switches to exponent notation for small values (`0E-8`, `1E-7`),
+    which CRMs and spreadsheets misread; `format(..., "f")` never does. A zero that rounded
+    from a tiny negative prints without its sign.
+    """
+    if value is None:
+        return None
+    rounded = round8(value)
+    if not rounded:
+        rounded = rounded.copy_abs()
+    return format(rounded, "f")
+
+
+def known_currency(code: str) -> bool:
+    """Whether `code` is an ISO 4217 currency code known to CLDR (babel's data)."""
+    return len(code) == 3 and code.isalpha() and code.isupper() and is_currency(code)
+
+
+@lru_cache(maxsize=512)
+def currency_exponent(currency: str) -> int:
+    """Digits after the point of the currency's minor unit (USD 2, JPY 0, KWD 3).
+
+    From CLDR's currency data as babel ships it, not a hand list. An unknown code gets 2,
+    the exponent of most currencies (and CLDR's default): the admin API refuses unknown
+    codes, so only rows written before that check can reach here, and pushing them with
+    cents beats failing the push.
+    """
+    return int(get_currency_precision(currency.upper()))
 
 
 def minor_units(value: Decimal, currency: str) -> int:
     """The amount in the currency's minor unit (cents for USD), rounded half-up."""
-    exponent = _MINOR_EXPONENT.get(currency.upper(), 2)
-    return int((value * (Decimal(10) ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    exponent = currency_exponent(currency)
+    return int((value.scaleb(exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))

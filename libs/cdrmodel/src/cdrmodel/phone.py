@@ -47,8 +47,56 @@ def normalize(raw: str, home_country: str) -> str:
 
 
 @lru_cache(maxsize=65536)
+def local_only(raw: str, home_country: str) -> bool:
+    """Whether `raw`, as dialled, is a local-form number of the home country: one that is
+    possible only without its area code (seven-digit NANP dialling such as `8220000`).
+
+    Judged before normalisation, since normalising prepends the calling code and hides it.
+    """
+    text = raw.strip()
+    if text.startswith("+"):
+        return False
+    digits = digits_only(text)
+    if not digits:
+        return False
+    try:
+        parsed = phonenumbers.parse(digits, home_country.upper())
+    except phonenumbers.NumberParseException:
+        return False
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    return bool(reason == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY)
+
+
+@lru_cache(maxsize=65536)
+def dialled_type(raw: str, home_country: str) -> str | None:
+    """The call type that the number as dialled decides, before normalisation hides it:
+    `O` for operator and emergency short codes (`911` would otherwise become `1911`),
+    `L` for a local-form number; None when the normalised number decides (`classify`)."""
+    digits = digits_only(raw)
+    if not raw.strip().startswith("+") and digits:
+        if digits in _OPERATOR_NUMBERS or phonenumbers.is_emergency_number(
+            digits, home_country.upper()
+        ):
+            return OPERATOR
+    if local_only(raw, home_country):
+        return LOCAL
+    return None
+
+
+def calling_code(home_country: str) -> str:
+    """The home country's calling code as digits (`1` for US, `44` for GB)."""
+    return str(phonenumbers.country_code_for_region(home_country.upper()))
+
+
+@lru_cache(maxsize=65536)
 def classify(e164_digits: str, home_country: str) -> str:
-    """The seed-001 call type of an outbound call to `e164_digits` from `home_country`."""
+    """The seed-001 call type of an outbound call to `e164_digits` from `home_country`.
+
+    `M` only where phonenumbers can tell a mobile from a fixed line: NANP numbers are
+    FIXED_LINE_OR_MOBILE (mobiles share area codes there), so a US call to one is `S`.
+    Operator and local-form numbers (`O`, `L`) are decided on the number as dialled, by
+    `dialled_type`.
+    """
     if not e164_digits or e164_digits in _OPERATOR_NUMBERS:
         return OPERATOR
     try:

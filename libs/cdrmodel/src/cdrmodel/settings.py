@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +30,9 @@ class CommonSettings(BaseSettings):
     admin_token: str = Field(min_length=8, description="Bearer token of admin APIs.")
     host: str = "127.0.0.1"
     log_level: str = "info"
+    log_format: Literal["json", "console"] = Field(
+        "json", description="json: one object a line for collectors; console: for people."
+    )
     db_pool_size: int = Field(10, ge=1)
 
     @field_validator("database_url")

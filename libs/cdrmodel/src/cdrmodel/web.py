@@ -97,7 +97,7 @@ def serve(
     import uvicorn
 
     settings = load_settings(settings_cls)
-    configure_logging(settings.log_level, service=service)
+    configure_logging(settings.log_level, service=service, fmt=settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

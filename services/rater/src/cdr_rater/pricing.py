@@ -151,6 +151,11 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
     origin = plan.extensions.get(call.originating)
     target = plan.extensions.get(call.destination)
     direction, number = party_number(call, plan)
+    party = call.originating if direction == INBOUND else call.destination
+    local = phone.local_only(party, plan.home_country)
+    # A local-form number lacks its area code, so no area line can be said to cover it:
+    # only the home country's country-wide line may price it (docs/rating.md).
+    deck_number = phone.calling_code(plan.home_country) if local else number
 
     if origin is not None and target is not None:
         return Rating(
@@ -188,15 +193,17 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
     rating.route_id = package.route_id
     answered = call.disposition == "ANSWERED"
 
-    line = package.deck.match(number, call.start_time, direction)
+    line = package.deck.match(deck_number, call.start_time, direction)
     if direction == INBOUND:
         rating.call_type = phone.INBOUND
         if line is None:  # inbound without an inbound line is free
             rating.rated, rating.total, rating.rate = True, ZERO, ZERO
-            rating.cost = _cost(plan, package, number, call, answered)
+            rating.cost = _cost(plan, package, deck_number, call, answered)
             return rating
     else:
-        rating.call_type = phone.classify(number, plan.home_country)
+        rating.call_type = phone.dialled_type(party, plan.home_country) or phone.classify(
+            number, plan.home_country
+        )
         if line is None:
             rating.unrated_reason = "no_rate"
             return rating
@@ -207,7 +214,7 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
     rating.rate = line.rate
     rating.billed_seconds = billed_seconds(call.duration, answered, line)
     rating.total = charge(line, rating.billed_seconds)
-    rating.cost = _cost(plan, package, number, call, answered)
+    rating.cost = _cost(plan, package, deck_number, call, answered)
     return rating
 
 

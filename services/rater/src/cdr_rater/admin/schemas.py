@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cdrmodel.money import known_currency
+
 
 class TenantUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -14,7 +16,7 @@ class TenantUpsert(BaseModel):
     name: str = ""
     timezone: str = "UTC"
     country: str = Field("US", description="ISO 3166 alpha-2 home country")
-    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
 
     @field_validator("timezone")
     @classmethod
@@ -31,6 +33,13 @@ class TenantUpsert(BaseModel):
         value = value.upper()
         if phonenumbers.country_code_for_region(value) == 0:
             raise ValueError(f"unknown ISO 3166 alpha-2 country {value!r}")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not known_currency(value):
+            raise ValueError(f"unknown ISO 4217 currency {value!r}")
         return value
 
 

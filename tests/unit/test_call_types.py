@@ -1,0 +1,128 @@
+"""Call types of seed 001 (I, M, L, S, 8, 9, O) and what a local-form number is matched on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from cdr_rater.pricing import Call, Extension, Package, RateDeck, RateLine, TenantPlan, rate_call
+from cdrmodel import phone
+
+D = Decimal
+T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+DECK = [
+    RateLine(prefix="1", rate=D("0.0200"), destination="USA and Canada"),
+    RateLine(prefix="1613", rate=D("0.0150"), destination="Canada - 613 Ottawa"),
+    RateLine(prefix="1212", rate=D("0.0100"), destination="USA - New York"),
+    RateLine(prefix="44", rate=D("0.0500"), destination="United Kingdom"),
+    RateLine(prefix="447", rate=D("0.1000"), destination="United Kingdom - mobile"),
+    RateLine(prefix="1", rate=D("0.0100"), direction="inbound"),
+    RateLine(prefix="1613", rate=D("0.0300"), direction="inbound"),
+]
+
+
+def plan(home: str, lines: list[RateLine] = DECK) -> TenantPlan:
+    return TenantPlan(
+        home_country=home,
+        extensions={"100": Extension("pkg", account="100000_VoIP")},
+        packages={"pkg": Package(route_id=None, deck=RateDeck(lines))},
+    )
+
+
+@pytest.mark.parametrize(
+    ("home", "dialled", "call_type"),
+    [
+        # US tenant
+        ("US", "8220000", "L"),  # seven-digit local dialling: possible only as local
+        ("US", "822-0000", "L"),
+        ("US", "6138220", "L"),  # local form even though 613 looks like an area code
+        ("US", "2125550123", "S"),  # NANP: FIXED_LINE_OR_MOBILE, so national, not M
+        ("US", "12125550123", "S"),
+        ("US", "+1 212 555 0123", "S"),
+        ("US", "16138220000", "I"),  # Canada shares +1 but is another country
+        ("US", "18005551234", "8"),
+        ("US", "19005551234", "9"),
+        ("US", "011447400123456", "I"),  # a UK mobile is international from the US
+        ("US", "911", "O"),  # emergency: normalising alone would make it 1911
+        ("US", "411", "O"),
+        ("US", "0", "O"),
+        # GB tenant
+        ("GB", "447400123456", "M"),  # a UK mobile from the UK
+        ("GB", "07400123456", "M"),  # the same, dialled nationally
+        ("GB", "+447400123456", "M"),
+        ("GB", "00447400123456", "M"),
+        ("GB", "02071234567", "S"),
+        ("GB", "442071234567", "S"),
+        ("GB", "71234567", "L"),  # London number without its 020
+        ("GB", "08001234567", "8"),
+        ("GB", "09011234567", "9"),
+        ("GB", "999", "O"),
+        ("GB", "112", "O"),
+        ("GB", "0012125550123", "I"),
+        # Guernsey: +44 7911 belongs to GG in libphonenumber, so not home-country (docs/rating.md)
+        ("GB", "447911123456", "I"),
+        # France: mobiles are told apart
+        ("FR", "0612345678", "M"),
+        ("FR", "0140000000", "S"),
+    ],
+)
+def test_call_type(home: str, dialled: str, call_type: str) -> None:
+    rating = rate_call(Call("100", dialled, T0, 60), plan(home), default_package=None)
+    assert rating.call_type == call_type
+
+
+@pytest.mark.parametrize(
+    ("dialled", "prefix", "total"),
+    [
+        ("8220000", "1", "0.02000000"),
+        # Without its area code 6138220 is not known to be in Ottawa: only the
+        # country-wide line may price it, never 1613.
+        ("6138220", "1", "0.02000000"),
+        ("2125550123", "1212", "0.01000000"),  # the same area dialled in full matches it
+    ],
+)
+def test_local_form_number_is_priced_on_the_country_wide_line(
+    dialled: str, prefix: str, total: str
+) -> None:
+    rating = rate_call(Call("100", dialled, T0, 60), plan("US"), default_package=None)
+    assert (rating.rated, rating.matched_prefix, rating.total) == (True, prefix, D(total))
+
+
+def test_local_form_number_without_a_country_wide_line_is_unrated() -> None:
+    ottawa_only = [RateLine(prefix="1613", rate=D("0.0150"))]
+    rating = rate_call(
+        Call("100", "6138220", T0, 60), plan("US", ottawa_only), default_package=None
+    )
+    assert rating.call_type == "L"
+    assert (rating.rated, rating.unrated_reason) == (False, "no_rate")
+
+
+def test_local_form_number_keeps_its_normalised_digits() -> None:
+    rating = rate_call(Call("100", "8220000", T0, 60), plan("US"), default_package=None)
+    assert rating.number == "18220000"
+
+
+def test_inbound_from_a_local_form_caller_matches_the_country_wide_inbound_line() -> None:
+    rating = rate_call(Call("6138220", "100", T0, 60), plan("US"), default_package=None)
+    assert rating.call_type == "IB"
+    assert (rating.matched_prefix, rating.total) == ("1", D("0.01000000"))
+
+
+@pytest.mark.parametrize(
+    ("home", "dialled", "expected"),
+    [
+        ("US", "8220000", "L"),
+        ("US", "+8220000", None),  # with + it claims to be international
+        ("US", "16138220000", None),
+        ("US", "911", "O"),
+        ("US", "+911", None),
+        ("US", "", None),
+        ("GB", "71234567", "L"),
+        ("DE", "110", "O"),
+    ],
+)
+def test_dialled_type(home: str, dialled: str, expected: str | None) -> None:
+    assert phone.dialled_type(dialled, home) == expected
