@@ -112,11 +112,12 @@ def open_tree(root: Path, user: str) -> None:
     open_path_to(root, user)
     changed: list[Path] = []
     for path in [root, *root.rglob("*")]:
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        if stat.S_ISLNK(path.lstat().st_mode):
-            continue
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            continue  # chmod would follow it; its target is in the tree and checked itself
+        mode = stat.S_IMODE(info.st_mode)
         wanted = mode | stat.S_IROTH
-        if path.is_dir() or mode & stat.S_IXUSR:
+        if stat.S_ISDIR(info.st_mode) or mode & stat.S_IXUSR:
             wanted |= stat.S_IXOTH
         if wanted != mode:
             path.chmod(wanted)
