@@ -23,7 +23,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/cdrflow dev
 
-MYPY_PATHS := libs/cdrmodel/src services/ingest/src services/rater/src services/notifier/src
+MYPY_PATHS := libs/cdrmodel/src libs/devstack/src services/ingest/src services/rater/src services/notifier/src
 
 test: $(STAMP)
 	$(BIN)/ruff check .

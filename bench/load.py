@@ -10,7 +10,7 @@ from pathlib import Path
 
 from loadgen import LoadResult, is_loopback_url
 
-from cdrmodel.infra import die_with_parent
+from cdrflow_dev.infra import die_with_parent
 
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_report.lua"

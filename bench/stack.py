@@ -13,10 +13,10 @@ from types import TracebackType
 
 import httpx
 
-from cdrmodel import infra
-from cdrmodel.demo import load_demo
-from cdrmodel.devstack import ServiceProcess
-from cdrmodel.infra import EmbeddedPostgres, Tansu
+from cdrflow_dev import infra
+from cdrflow_dev.demo import load_demo
+from cdrflow_dev.infra import EmbeddedPostgres, Tansu
+from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.kafka import ALL_TOPICS, ensure_topics
 from cdrmodel.migrate import upgrade
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cdrmodel.devstack import ServiceProcess
-from cdrmodel.infra import EmbeddedPostgres, Tansu, free_port
+from cdrflow_dev.infra import EmbeddedPostgres, Tansu, free_port
+from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
 from cdrmodel.migrate import upgrade
 from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant

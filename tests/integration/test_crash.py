@@ -9,9 +9,9 @@ import aiohttp
 import asyncpg
 import pytest
 
+from cdrflow_dev.infra import free_port
+from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
-from cdrmodel.devstack import ServiceProcess
-from cdrmodel.infra import free_port
 from tests.conftest import Infra
 from tests.helpers import Tenant, create_tenant, wait_for
 

@@ -6,9 +6,9 @@ import asyncpg
 import httpx
 import pytest
 
+from cdrflow_dev.infra import free_port
+from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
-from cdrmodel.devstack import ServiceProcess
-from cdrmodel.infra import free_port
 from tests.conftest import Infra
 from tests.helpers import Tenant, wait_listening
 

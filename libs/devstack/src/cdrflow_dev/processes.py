@@ -1,4 +1,4 @@
-"""Starting the three services as processes: used by `cdrflow dev` and by the tests."""
+"""The three services (or any HTTP server) as supervised processes: for `cdrflow dev`, tests, bench."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import IO
 
 import httpx
 
-from cdrmodel.infra import die_with_parent
+from cdrflow_dev.infra import die_with_parent
 
 SERVICES = {
     # name: (module, port variable, default port)

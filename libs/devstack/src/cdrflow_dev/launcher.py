@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
 
-from cdrmodel.devstack import SERVICES, ServiceFailed, ServiceProcess
-from cdrmodel.infra import EmbeddedPostgres, InfraError, Tansu, port_is_free
+from cdrflow_dev.infra import EmbeddedPostgres, InfraError, Tansu, port_is_free
+from cdrflow_dev.processes import SERVICES, ServiceFailed, ServiceProcess
 
 PG_PORT_VAR, PG_PORT_DEFAULT = "CDR_DEV_PG_PORT", 54329
 KAFKA_PORT_VAR, KAFKA_PORT_DEFAULT = "CDR_DEV_KAFKA_PORT", 19092
@@ -22,6 +23,16 @@ def _port(var: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise InfraError(f"invalid setting {var}: {raw!r} is not a port number")
     return int(raw)
+
+
+def dev_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """Settings `cdrflow dev` gives the services where the user set none."""
+    defaults = {
+        "CDR_ADMIN_TOKEN": DEV_ADMIN_TOKEN,
+        "CDR_ALLOW_PRIVATE_WEBHOOKS": "true",  # the CRM one tests with runs on this machine
+        "CDR_LOG_FORMAT": "console",  # a person reads these logs; JSON lines are for machines
+    }
+    return {name: environ.get(name, value) for name, value in defaults.items()}
 
 
 class DevLauncher:
@@ -90,8 +101,7 @@ class DevLauncher:
                 raise InfraError(f"Tansu broker failed: {exc}") from None
             env["CDR_KAFKA_BOOTSTRAP"] = self.tansu.bootstrap
 
-        env["CDR_ADMIN_TOKEN"] = os.environ.get("CDR_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
-        env["CDR_ALLOW_PRIVATE_WEBHOOKS"] = os.environ.get("CDR_ALLOW_PRIVATE_WEBHOOKS", "true")
+        env.update(dev_defaults(os.environ))
 
         from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
         from cdrmodel.migrate import upgrade
@@ -125,7 +135,7 @@ class DevLauncher:
                 raise InfraError(str(exc)) from None
 
         if self.load_demo:
-            from cdrmodel.demo import load_demo
+            from cdrflow_dev.demo import load_demo
 
             load_demo(self.services[1].url, env["CDR_ADMIN_TOKEN"])
             typer.echo("demo tenant DEMO loaded (APIAccountID DEMO, APIPassword demopass)")
