@@ -20,7 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import BYTEA, JSONB, UUID
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -240,6 +240,27 @@ delivery_attempt = Table(
     Column("error", Text, nullable=True),
     ForeignKeyConstraint(["delivery_id"], ["delivery.id"], ondelete="CASCADE"),
     Index(None, "delivery_id"),
+)
+
+
+# A consumed record that its stage could not process, kept once with where it came from
+# (written by cdrmodel.consumer in the transaction of the batch around it).
+rejected_event = Table(
+    "rejected_event",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("stage", Text, nullable=False),  # the consumer group that set it aside
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("key", BYTEA, nullable=True),
+    Column("value", BYTEA, nullable=True),  # the message bytes exactly as consumed
+    Column("reason", Text, nullable=False),  # malformed | unstorable | unknown_tenant | ...
+    Column("error", Text, nullable=False, server_default=""),
+    _ts("rejected_at"),
+    # A batch replayed after a crash finds its rejections already kept and adds none.
+    UniqueConstraint("stage", "topic", "partition", "offset"),
+    Index(None, "stage", "id"),
 )
 
 

@@ -12,17 +12,20 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
+import stamina
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
+from cdrmodel.supervisor import Supervisor
+
 log = logging.getLogger(__name__)
 
 SUBMITTED = "cdr.submitted.v1"
 RATED = "cdr.rated.v1"
-DEAD_LETTER = "cdr.deadletter.v1"  # records a stage could never store, kept as they came
-ALL_TOPICS = (SUBMITTED, RATED, DEAD_LETTER)
+# Records a stage cannot process are kept in PostgreSQL (rejected_event), not on a topic.
+ALL_TOPICS = (SUBMITTED, RATED)
 
 
 def topic_name(base: str, namespace: str = "") -> str:
@@ -121,25 +124,26 @@ class KafkaClient(Generic[C]):
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def begin(self) -> None:
-        self._task = asyncio.create_task(self._connect(), name=f"connect-{self._name}")
+    def begin(self, supervisor: Supervisor) -> None:
+        # Supervised: a connect loop that fails with anything but a connection error (a bad
+        # setting) takes the service down loudly instead of leaving it waiting forever.
+        self._task = supervisor.spawn(f"connect-{self._name}", self._connect(), finite=True)
 
     async def _connect(self) -> None:
-        delay = 0.5
-        while True:
-            client = self._factory()
-            try:
-                await client.start()
-            except (KafkaError, OSError) as exc:
-                log.warning("%s: Kafka unreachable (%r); retrying in %.1fs", self._name, exc, delay)
-                with contextlib.suppress(Exception):
-                    await client.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self.client = client
-            self._ready.set()
-            return
+        # Forever, with capped backoff: a cluster and its clients often come up together.
+        async for attempt in stamina.retry_context(
+            on=(KafkaError, OSError), attempts=None, timeout=None, wait_initial=0.5, wait_max=5.0
+        ):
+            with attempt:
+                client = self._factory()
+                try:
+                    await client.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await client.stop()
+                    raise
+        self.client = client
+        self._ready.set()
 
     async def get(self) -> C:
         await self._ready.wait()
@@ -157,15 +161,6 @@ class KafkaClient(Generic[C]):
         if self.client is not None:
             await self.client.stop()
             self.client = None
-
-
-def task_alive(task: asyncio.Task[None]) -> Callable[[], Awaitable[bool]]:
-    """A readiness check: the background loop has not died."""
-
-    async def check() -> bool:
-        return not task.done()
-
-    return check
 
 
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
@@ -186,7 +181,6 @@ async def run_batches(
     redelivers the batch, which the handler's unique keys absorb: at-least-once in,
     exactly-once stored. A failing handler is retried on the same batch, never skipped.
     """
-    backoff = 0.2
     while True:
         try:
             batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
@@ -197,19 +191,23 @@ async def run_batches(
         records = [rec for part in batches.values() for rec in part]
         if not records:
             continue
-        while True:
-            try:
+
+        def retry_batch(exc: Exception, size: int = len(records)) -> bool:
+            # Every failure that reaches here is retried on the same batch, forever: the
+            # handler has already set aside what can never be stored (cdrmodel.consumer).
+            # Cancellation (shutdown) reaches this hook too, and must end the loop.
+            if not isinstance(exc, Exception):
+                return False
+            if on_error is not None:
+                on_error(exc)
+            log.error("batch of %d failed; retrying", size, exc_info=exc)
+            return True
+
+        async for attempt in stamina.retry_context(
+            on=retry_batch, attempts=None, timeout=None, wait_initial=0.2, wait_max=10.0
+        ):
+            with attempt:
                 await handler(records)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the batch stays uncommitted and is retried
-                if on_error is not None:
-                    on_error(exc)
-                log.exception("batch of %d failed; retrying in %.1fs", len(records), backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-        backoff = 0.2
         offsets = {tp: part[-1].offset + 1 for tp, part in batches.items() if part}
         try:
             await consumer.commit(offsets)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -17,8 +20,29 @@ from cdrmodel.auth import token_matches
 from cdrmodel.errors import CdrError, install_error_handlers
 from cdrmodel.logs import configure_logging
 from cdrmodel.settings import CommonSettings, load_settings
+from cdrmodel.supervisor import install_fatal_hook
+
+log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class OpsState:
+    """What every service's lifespan state carries under `ops`: the readiness checks, the
+    admin token and the engine (for the shared ops routes such as rejected events)."""
+
+    admin_token: str
+    engine: AsyncEngine
+    checks: dict[str, Check] = field(default_factory=dict)
+
+
+def ops_state(request: Request) -> OpsState:
+    """The app's OpsState (lifespan state); 503 before the lifespan has run."""
+    ops = getattr(request.state, "ops", None)
+    if not isinstance(ops, OpsState):
+        raise CdrError("the service is not started", status_code=503)
+    return ops
 
 
 def database_check(engine: AsyncEngine, timeout: float = 3.0) -> Check:
@@ -38,12 +62,14 @@ def build_app(
     title: str,
     summary: str,
     lifespan: Callable[[FastAPI], Any],
-    settings: CommonSettings,
     routers: list[APIRouter],
 ) -> FastAPI:
-    """A service's FastAPI app: its lifespan and routers plus the common ops routes."""
+    """A service's FastAPI app: its lifespan and routers plus the common ops routes.
+
+    The lifespan yields its typed state as a dict (Starlette lifespan state) with an `ops`
+    entry (OpsState); requests read it from `request.state`, never from `app.state`.
+    """
     app = FastAPI(title=title, summary=summary, version="0.1.0", lifespan=lifespan)
-    app.state.settings = settings
     add_common_routes(app)
     for router in routers:
         app.include_router(router)
@@ -51,7 +77,7 @@ def build_app(
 
 
 def add_common_routes(app: FastAPI) -> None:
-    """`/healthz`, `/readyz` (checks in app.state.checks), `/metrics`; JSON error handlers."""
+    """`/healthz`, `/readyz` (the OpsState checks), `/metrics`; JSON error handlers."""
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["ops"], summary="200 while the process lives")
@@ -60,7 +86,8 @@ def add_common_routes(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["ops"], summary="200 only while PostgreSQL and Kafka work")
     async def readyz(request: Request) -> JSONResponse:
-        checks: dict[str, Check] = getattr(request.app.state, "checks", {})
+        ops = getattr(request.state, "ops", None)
+        checks = ops.checks if isinstance(ops, OpsState) else {}
         names = list(checks)
         results = await asyncio.gather(*(checks[n]() for n in names))
         body: dict[str, Any] = {
@@ -82,7 +109,7 @@ async def require_admin(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    expected: str = request.app.state.settings.admin_token
+    expected = ops_state(request).admin_token
     if creds is None or not token_matches(creds.credentials, expected):
         raise CdrError("admin bearer token missing or wrong", status_code=401)
 
@@ -93,17 +120,37 @@ AdminDep = Depends(require_admin)
 def serve(
     create_app: Callable[[Any], FastAPI], settings_cls: type[CommonSettings], service: str
 ) -> None:
-    """`python -m cdr_<service>`: validated settings, JSON logs, one uvicorn worker."""
+    """`python -m cdr_<service>`: validated settings, JSON logs, one uvicorn worker.
+
+    A supervised background task that dies stops the server and the process exits 1, so the
+    orchestrator restarts it rather than keeping a process that no longer works.
+    """
     import uvicorn
 
     settings = load_settings(settings_cls)
     configure_logging(settings.log_level, service=service, fmt=settings.log_format)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,  # type: ignore[attr-defined]
-        log_level=settings.log_level,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,  # type: ignore[attr-defined]
+            log_level=settings.log_level,
+            log_config=None,  # uvicorn's own lines go through our handlers (JSON or console)
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+        )
     )
+    died: list[str] = []
+
+    def fatal(name: str, exc: BaseException) -> None:
+        died.append(name)
+        server.should_exit = True
+
+    install_fatal_hook(fatal)
+    server.run()
+    if died:
+        log.critical("%s exits 1: background task(s) %s died", service, ", ".join(died))
+        sys.exit(1)
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does when the app could not start

@@ -8,14 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cdr_ingest.deps import IngestState
+from cdr_ingest.deps import IngestLifespanState, IngestState
 from cdr_ingest.publisher import Publisher
 from cdr_ingest.routes import router
 from cdr_ingest.settings import IngestSettings
 from cdrmodel.db import make_engine
 from cdrmodel.kafka import SUBMITTED, KafkaClient, KafkaProbe, make_producer, topic_name
 from cdrmodel.principals import PrincipalDirectory
-from cdrmodel.web import build_app, database_check
+from cdrmodel.supervisor import Supervisor
+from cdrmodel.web import OpsState, build_app, database_check
 
 log = logging.getLogger("cdr_ingest")
 
@@ -24,12 +25,13 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[IngestLifespanState]:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        supervisor = Supervisor("ingest")
         producer = KafkaClient(lambda: make_producer(settings.kafka_bootstrap), name="producer")
-        producer.begin()
+        producer.begin(supervisor)
         probe = KafkaProbe(settings.kafka_bootstrap)
-        app.state.ingest = IngestState(
+        state = IngestState(
             engine=engine,
             directory=PrincipalDirectory(engine),
             publisher=Publisher(
@@ -38,15 +40,21 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 timeout=settings.produce_timeout,
             ),
         )
-        app.state.checks = {
-            "database": database_check(engine),
-            "kafka": probe.check,
-            "producer": producer.connected,
-        }
+        ops = OpsState(
+            admin_token=settings.admin_token,
+            engine=engine,
+            checks={
+                "database": database_check(engine),
+                "kafka": probe.check,
+                "producer": producer.connected,
+                "tasks": supervisor.check,
+            },
+        )
         log.info("ingest ready on %s:%s", settings.host, settings.port)
         try:
-            yield
+            yield {"ops": ops, "ingest": state}
         finally:
+            await supervisor.stop()
             await producer.close()
             await probe.close()
             await engine.dispose()
@@ -55,6 +63,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         title="cdrflow ingest",
         summary="Submit call-detail records (seed 000 compatible)",
         lifespan=lifespan,
-        settings=settings,
         routers=[router],
     )

@@ -80,7 +80,7 @@ _COMPAT_PARAMS = [
 )
 async def api_submitcdr(request: Request) -> PlainTextResponse:
     # The hot path of every PBX: no FastAPI dependencies (they cost ~a third of the time).
-    state: IngestState = request.app.state.ingest
+    state: IngestState = request.state.ingest
     params = await _params(request)
     try:
         principal = await state.directory.authenticate(

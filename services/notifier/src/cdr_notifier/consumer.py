@@ -1,22 +1,25 @@
 """The notifier's Kafka loop: cdr.rated.v1 in batches becomes delivery rows.
 
-Consistency order: the deliveries of a batch are committed to PostgreSQL first, then
-(cdrmodel.kafka.run_batches) the offsets. A replayed batch meets the delivery table's unique
-key (tenant, subscription, cdr_id, feed_id) and adds nothing.
+Consistency order (cdrmodel.consumer.BatchProcessor, then cdrmodel.kafka.run_batches): the
+deliveries of a batch and its rejections (malformed, unstorable) commit to PostgreSQL in one
+transaction, then the dispatcher is woken, then the offsets are committed. A replayed batch
+meets the delivery table's unique key (tenant, subscription, cdr_id, feed_id) and
+rejected_event's (stage, topic, partition, offset), and adds nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter
-from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_notifier import repository
 from cdr_notifier.service import deliveries_for
+from cdrmodel.consumer import BatchProcessor, Item, Stored
 from cdrmodel.events import CdrRated
 
 log = logging.getLogger(__name__)
@@ -25,25 +28,31 @@ QUEUED = Counter("cdrflow_notifier_deliveries_queued_total", "Deliveries recorde
 
 
 class DeliveryRecorder:
-    def __init__(self, engine: AsyncEngine, wake: asyncio.Event) -> None:
-        self._engine = engine
+    def __init__(self, engine: AsyncEngine, wake: asyncio.Event, *, stage: str) -> None:
         self._wake = wake
+        self._batches: BatchProcessor[CdrRated, dict[str, Any]] = BatchProcessor(
+            engine,
+            stage=stage,
+            decode=CdrRated.model_validate_json,
+            store=self._store,
+            publish=self._queued,
+        )
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
-        events = []
-        for rec in records:
-            try:
-                events.append(CdrRated.model_validate_json(rec.value))
-            except ValidationError:
-                log.error("malformed event at %s:%s:%s", rec.topic, rec.partition, rec.offset)
-        if not events:
-            return
-        async with self._engine.begin() as conn:
-            subs = await repository.enabled_subscriptions(
-                conn, database_ids=[e.database_id for e in events]
-            )
-            rows = deliveries_for(events, subs)
-            await repository.insert_deliveries(conn, rows=rows)
-        if rows:
-            QUEUED.inc(len(rows))
-            self._wake.set()
+        await self._batches.handle(records)
+
+    async def _store(
+        self, conn: AsyncConnection, items: list[Item[CdrRated]]
+    ) -> Stored[dict[str, Any]]:
+        events = [item.event for item in items]
+        subs = await repository.enabled_subscriptions(
+            conn, database_ids=[e.database_id for e in events]
+        )
+        rows = deliveries_for(events, subs)
+        await repository.insert_deliveries(conn, rows=rows)
+        return Stored(results=rows)
+
+    async def _queued(self, rows: list[dict[str, Any]]) -> None:
+        """After the commit: the dispatcher stops idling."""
+        QUEUED.inc(len(rows))
+        self._wake.set()

@@ -11,11 +11,13 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+import stamina
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 PUSHES = Counter("cdrflow_notifier_push_attempts_total", "Push attempts", ["outcome"])
 PUSH_SECONDS = Histogram("cdrflow_notifier_push_seconds", "Latency of push attempts")
 _MAX_RESPONSE = 64 * 1024
+
+T = TypeVar("T")
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
@@ -74,29 +78,42 @@ class Dispatcher:
         rounds = -(-cfg.push_claim_batch // cfg.push_concurrency)
         lease = rounds * cfg.push_timeout + 30
         while True:
-            try:
-                async with self._engine.begin() as conn:
-                    claimed = await repository.claim_due(
-                        conn, limit=self._settings.push_claim_batch, lease=lease
-                    )
-            except Exception:
-                log.exception("claiming deliveries failed; retrying")
-                await asyncio.sleep(1)
-                continue
+            claimed = await self._retrying(self._claim, lease, what="claiming deliveries")
             if not claimed:
                 await self._idle()
                 continue
             outcomes = await asyncio.gather(*(self._attempt(d) for d in claimed))
             attempts = [a for a, _ in outcomes if a is not None]
             updates = [u for _, u in outcomes]
-            while True:
-                try:
-                    async with self._engine.begin() as conn:
-                        await repository.record_outcomes(conn, attempts=attempts, updates=updates)
-                    break
-                except Exception:  # keep the outcomes: losing them would re-push (still safe)
-                    log.exception("recording push outcomes failed; retrying")
-                    await asyncio.sleep(1)
+            # Keep the outcomes until they are written: losing them would re-push (still safe,
+            # the same webhook-id) but lose the attempt log.
+            await self._retrying(self._record, attempts, updates, what="recording push outcomes")
+
+    async def _retrying(self, fn: Callable[..., Awaitable[T]], *args: Any, what: str) -> T:
+        """`fn(*args)` until it succeeds: capped backoff, forever, never skipping."""
+
+        def log_and_retry(exc: Exception) -> bool:
+            if not isinstance(exc, Exception):  # cancellation (shutdown) ends the loop
+                return False
+            log.error("%s failed; retrying", what, exc_info=exc)
+            return True
+
+        async for attempt in stamina.retry_context(
+            on=log_and_retry, attempts=None, timeout=None, wait_initial=0.5, wait_max=5.0
+        ):
+            with attempt:
+                return await fn(*args)
+        raise AssertionError("unreachable: the retries never stop")
+
+    async def _claim(self, lease: float) -> list[dict[str, Any]]:
+        async with self._engine.begin() as conn:
+            return await repository.claim_due(
+                conn, limit=self._settings.push_claim_batch, lease=lease
+            )
+
+    async def _record(self, attempts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
+        async with self._engine.begin() as conn:
+            await repository.record_outcomes(conn, attempts=attempts, updates=updates)
 
     async def _idle(self) -> None:
         self._wake.clear()

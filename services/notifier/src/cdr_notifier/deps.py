@@ -6,12 +6,13 @@ import asyncio
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdrmodel.principals import Principal, PrincipalDirectory, split_login
+from cdrmodel.web import OpsState
 
 
 @dataclass
@@ -22,8 +23,16 @@ class NotifierState:
     allow_private_webhooks: bool
 
 
+class NotifierLifespanState(TypedDict):
+    """What the lifespan yields; Starlette hands a copy to each request as request.state."""
+
+    ops: OpsState
+    notifier: NotifierState
+
+
 async def get_state(request: Request) -> NotifierState:
-    return request.app.state.notifier  # type: ignore[no-any-return]
+    state: NotifierState = request.state.notifier
+    return state
 
 
 StateDep = Annotated[NotifierState, Depends(get_state)]

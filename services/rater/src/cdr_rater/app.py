@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,21 +10,21 @@ from fastapi import FastAPI
 
 from cdr_rater.admin.routes import router as admin_router
 from cdr_rater.consumer import consume
-from cdr_rater.deps import RaterState
+from cdr_rater.deps import RaterLifespanState, RaterState
 from cdr_rater.settings import RaterSettings
+from cdrmodel import rejections
 from cdrmodel.db import make_engine
 from cdrmodel.kafka import (
-    DEAD_LETTER,
     RATED,
     SUBMITTED,
     KafkaClient,
     KafkaProbe,
     make_consumer,
     make_producer,
-    task_alive,
     topic_name,
 )
-from cdrmodel.web import build_app, database_check
+from cdrmodel.supervisor import Supervisor
+from cdrmodel.web import OpsState, build_app, database_check
 
 log = logging.getLogger("cdr_rater")
 
@@ -35,9 +33,10 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
     settings = settings or RaterSettings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[RaterLifespanState]:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         probe = KafkaProbe(settings.kafka_bootstrap)
+        supervisor = Supervisor("rater")
         producer = KafkaClient(lambda: make_producer(settings.kafka_bootstrap), name="producer")
         consumer = KafkaClient(
             lambda: make_consumer(
@@ -47,33 +46,35 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
             ),
             name="consumer",
         )
-        producer.begin()
-        consumer.begin()
-        task = asyncio.create_task(
+        producer.begin(supervisor)
+        consumer.begin(supervisor)
+        supervisor.spawn(
+            "rating",
             consume(
                 engine,
                 consumer=consumer,
                 producer=producer,
                 rated_topic=topic_name(RATED, settings.topic_namespace),
-                dead_letter_topic=topic_name(DEAD_LETTER, settings.topic_namespace),
+                stage=settings.rater_group,
                 batch=settings.rater_batch,
-            )
+            ),
         )
-        app.state.rater = RaterState(engine=engine)
-        app.state.checks = {
-            "database": database_check(engine),
-            "kafka": probe.check,
-            "producer": producer.connected,
-            "consumer": consumer.connected,
-            "rating": task_alive(task),
-        }
+        ops = OpsState(
+            admin_token=settings.admin_token,
+            engine=engine,
+            checks={
+                "database": database_check(engine),
+                "kafka": probe.check,
+                "producer": producer.connected,
+                "consumer": consumer.connected,
+                "tasks": supervisor.check,
+            },
+        )
         log.info("rater ready on %s:%s", settings.host, settings.port)
         try:
-            yield
+            yield {"ops": ops, "rater": RaterState(engine=engine)}
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await supervisor.stop()
             await consumer.close()
             await producer.close()
             await probe.close()
@@ -83,6 +84,5 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         title="cdrflow rater",
         summary="Prices and stores CDRs; admin API for tenants, decks and extensions",
         lifespan=lifespan,
-        settings=settings,
-        routers=[admin_router],
+        routers=[admin_router, rejections.router],
     )

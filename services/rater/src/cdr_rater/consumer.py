@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -20,19 +19,12 @@ async def consume(
     consumer: KafkaClient[AIOKafkaConsumer],
     producer: KafkaClient[AIOKafkaProducer],
     rated_topic: str,
-    dead_letter_topic: str,
+    stage: str,
     batch: int,
 ) -> None:
-    """Wait for both Kafka clients, then rate batches until cancelled."""
-    handler = RatingHandler(
-        engine, await producer.get(), rated_topic, dead_letter_topic=dead_letter_topic
-    )
+    """Wait for both Kafka clients, then rate batches until cancelled. It never returns; if it
+    raises, the app's supervisor reports the death and the process exits."""
+    handler = RatingHandler(engine, await producer.get(), rated_topic, stage=stage)
     source = await consumer.get()
     log.info("rater consuming")
-    try:
-        await run_batches(source, handler.handle, max_records=batch)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("rater consumer stopped")
-        raise
+    await run_batches(source, handler.handle, max_records=batch)

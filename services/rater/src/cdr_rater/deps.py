@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cdrmodel.web import OpsState
 
 
 @dataclass
@@ -14,8 +16,16 @@ class RaterState:
     engine: AsyncEngine
 
 
+class RaterLifespanState(TypedDict):
+    """What the lifespan yields; Starlette hands a copy to each request as request.state."""
+
+    ops: OpsState
+    rater: RaterState
+
+
 async def get_state(request: Request) -> RaterState:
-    return request.app.state.rater  # type: ignore[no-any-return]
+    state: RaterState = request.state.rater
+    return state
 
 
 StateDep = Annotated[RaterState, Depends(get_state)]

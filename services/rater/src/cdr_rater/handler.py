@@ -1,10 +1,12 @@
 """The rater's batch handler: decode, price, store, publish. Thin around `pricing`.
 
-Consistency order (see cdrmodel.kafka.run_batches): this handler commits the batch to
-PostgreSQL, then publishes cdr.rated.v1 and waits for the broker's acks, and only after it
-returns are the consumed offsets committed. A crash anywhere before that replays the batch:
-the insert ignores cdr_ids already stored and the already-stored versions are re-published
-with their original feed_id, which the notifier's unique key absorbs.
+Consistency order (cdrmodel.consumer.BatchProcessor, then cdrmodel.kafka.run_batches): the
+batch's CDRs and its rejections (malformed, unknown_tenant, unstorable) commit to PostgreSQL
+in one transaction; then, with no transaction open, cdr.rated.v1 is published and the broker's
+acks awaited; only after that are the consumed offsets committed. A crash anywhere before that
+replays the batch: the insert ignores cdr_ids already stored, the already-stored versions are
+re-published with their original feed_id (the notifier's unique key absorbs them), and
+rejected_event's unique key keeps each rejection once.
 """
 
 from __future__ import annotations
@@ -18,21 +20,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import Counter, Histogram
-from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_rater import repository
 from cdr_rater.pricing import Call, Rating, TenantPlan, party_number, rate_call
-from cdrmodel.db import is_transient
+from cdrmodel.consumer import BatchProcessor, Item, Rejection, Stored
 from cdrmodel.events import CdrRated, CdrSubmitted
 from cdrmodel.record import render_record
 
 log = logging.getLogger(__name__)
 
 RATED = Counter("cdrflow_rater_cdrs_total", "CDRs stored by the rater", ["outcome"])
-DROPPED = Counter(
-    "cdrflow_rater_dead_lettered_total", "Events set aside on the dead-letter topic", ["reason"]
-)
 BATCH_SECONDS = Histogram("cdrflow_rater_batch_seconds", "Time to handle one consumed batch")
 
 
@@ -95,6 +93,9 @@ def _call(event: CdrSubmitted) -> Call:
     )
 
 
+Published = tuple[dict[str, Any], str]  # a stored cdr row and its tenant's time zone
+
+
 class RatingHandler:
     def __init__(
         self,
@@ -102,104 +103,71 @@ class RatingHandler:
         producer: AIOKafkaProducer,
         rated_topic: str,
         *,
-        dead_letter_topic: str,
+        stage: str,
     ) -> None:
-        self._engine = engine
         self._producer = producer
         self._topic = rated_topic
-        self._dead_topic = dead_letter_topic
+        self._batches: BatchProcessor[CdrSubmitted, Published] = BatchProcessor(
+            engine,
+            stage=stage,
+            decode=CdrSubmitted.model_validate_json,
+            store=self._store,
+            publish=self._publish,
+        )
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
         with BATCH_SECONDS.time():
-            events = await self._decode(records)
-            stored = await self._store_isolating(events)
-            await self._publish(stored)
-
-    async def _decode(self, records: list[ConsumerRecord]) -> list[tuple[CdrSubmitted, bytes]]:
-        events = []
-        for rec in records:
-            try:
-                events.append((CdrSubmitted.model_validate_json(rec.value), rec.value))
-            except ValidationError as exc:
-                await self._dead_letter(rec.value, "malformed", exc)
-        return events
-
-    async def _dead_letter(self, raw: bytes, reason: str, exc: BaseException | str) -> None:
-        """Set a record that can never be stored aside on the dead-letter topic, kept as it
-        came, so the partition keeps moving and nothing accepted silently disappears."""
-        DROPPED.labels(reason).inc()
-        log.error("dead-lettering a record (%s): %s", reason, exc)
-        await self._producer.send_and_wait(
-            self._dead_topic,
-            value=raw,
-            headers=[("reason", reason.encode()), ("error", str(exc)[:1000].encode())],
-        )
-
-    async def _store_isolating(
-        self, events: list[tuple[CdrSubmitted, bytes]]
-    ) -> list[tuple[dict[str, Any], str]]:
-        """The batch in one transaction; if a record in it cannot be stored, each record alone,
-        the ones that still fail going to the dead-letter topic."""
-        try:
-            return await self._store(events)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.warning("batch of %d failed (%r); storing one by one", len(events), exc)
-        stored = []
-        for event in events:
-            try:
-                stored += await self._store([event])
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                await self._dead_letter(event[1], "unstorable", exc)
-        return stored
+            await self._batches.handle(records)
 
     async def _store(
-        self, events: list[tuple[CdrSubmitted, bytes]]
-    ) -> list[tuple[dict[str, Any], str]]:
-        by_tenant: dict[str, list[tuple[CdrSubmitted, bytes]]] = defaultdict(list)
-        for pair in events:
-            by_tenant[pair[0].database_id].append(pair)
+        self, conn: AsyncConnection, items: list[Item[CdrSubmitted]]
+    ) -> Stored[Published]:
+        """Price and insert the batch inside the transaction BatchProcessor opened."""
+        by_tenant: dict[str, list[Item[CdrSubmitted]]] = defaultdict(list)
+        for item in items:
+            by_tenant[item.event.database_id].append(item)
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
         zones: dict[str, str] = {}
-        async with self._engine.begin() as conn:
-            for database_id, pairs in by_tenant.items():
-                tenant = await repository.load_tenant(conn, database_id=database_id)
-                if tenant is None:
-                    for _ev, raw in pairs:
-                        await self._dead_letter(raw, "unknown_tenant", database_id)
-                    continue
-                evs = [ev for ev, _raw in pairs]
-                zones[database_id] = tenant["timezone"]
-                plan = TenantPlan(home_country=tenant["country"])
-                plan.extensions = await repository.load_extensions(
-                    conn,
-                    database_id=database_id,
-                    numbers=[n for e in evs for n in (e.originating_number, e.destination_number)],
-                )
-                defaults = await repository.load_default_packages(
-                    conn, database_id=database_id, accounts=[e.api_account for e in evs]
-                )
-                calls = [_call(e) for e in evs]
-                numbers = [party_number(call, plan)[1] for call in calls]
-                plan.packages, plan.routes = await repository.load_decks(
-                    conn, database_id=database_id, prefixes=repository.all_prefixes(numbers)
-                )
-                for ev, call in zip(evs, calls, strict=True):
-                    rating = _rate(ev.cdr_id, call, plan, defaults.get(ev.api_account))
-                    rows.append(_row(ev, rating, currency=tenant["currency"], now=now))
+        out: Stored[Published] = Stored()
+        for database_id, group in by_tenant.items():
+            tenant = await repository.load_tenant(conn, database_id=database_id)
+            if tenant is None:
+                out.rejected += [
+                    Rejection(i.record, "unknown_tenant", f"no tenant {database_id!r}")
+                    for i in group
+                ]
+                continue
+            evs = [i.event for i in group]
+            zones[database_id] = tenant["timezone"]
+            plan = TenantPlan(home_country=tenant["country"])
+            plan.extensions = await repository.load_extensions(
+                conn,
+                database_id=database_id,
+                numbers=[n for e in evs for n in (e.originating_number, e.destination_number)],
+            )
+            defaults = await repository.load_default_packages(
+                conn, database_id=database_id, accounts=[e.api_account for e in evs]
+            )
+            calls = [_call(e) for e in evs]
+            numbers = [party_number(call, plan)[1] for call in calls]
+            plan.packages, plan.routes = await repository.load_decks(
+                conn, database_id=database_id, prefixes=repository.all_prefixes(numbers)
+            )
+            for ev, call in zip(evs, calls, strict=True):
+                rating = _rate(ev.cdr_id, call, plan, defaults.get(ev.api_account))
+                rows.append(_row(ev, rating, currency=tenant["currency"], now=now))
+        if rows:
             await repository.insert_cdrs(conn, rows=rows)
             stored = await repository.fetch_cdrs(conn, cdr_ids=[r["cdr_id"] for r in rows])
-        for row in stored:
-            RATED.labels("rated" if row["rated"] else "unrated").inc()
-        return [(row, zones[row["database_id"]]) for row in stored]
+            out.results = [(row, zones[row["database_id"]]) for row in stored]
+        return out
 
-    async def _publish(self, stored: list[tuple[dict[str, Any], str]]) -> None:
+    async def _publish(self, stored: list[Published]) -> None:
+        """After the commit, no transaction open: one CdrRated per stored row, acks awaited."""
         futures = []
         for row, zone in stored:
+            RATED.labels("rated" if row["rated"] else "unrated").inc()
             event = CdrRated(
                 cdr_id=row["cdr_id"],
                 database_id=row["database_id"],
