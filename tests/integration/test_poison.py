@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_notifier.consumer import DeliveryRecorder
-from cdr_rater.handler import RatingHandler
+from cdr_rater.consumer import RatingHandler
 from cdrmodel.db import asyncpg_dsn, make_engine
 from cdrmodel.events import CdrRated, new_cdr_id
 from cdrmodel.kafka import RATED, SUBMITTED, make_producer, topic_name

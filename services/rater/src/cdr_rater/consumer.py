@@ -1,16 +1,120 @@
-"""The rater's Kafka loop: cdr.submitted.v1 in batches through RatingHandler."""
+"""The rater's Kafka loop: cdr.submitted.v1 in batches, rated, stored, then cdr.rated.v1.
+
+Consistency order (cdrmodel.consumer.BatchProcessor): the batch is priced and inserted in one
+transaction; after the commit each stored row is published and its ack awaited; only then are
+the offsets committed. A replay re-inserts nothing (cdr_id is the key) and re-publishes the
+stored versions with their original feed_id, which the notifier's unique key absorbs.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy.ext.asyncio import AsyncEngine
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cdr_rater.handler import RatingHandler
+from cdr_rater import repository
+from cdr_rater.handler import match_numbers, rate_events, rated_event
+from cdr_rater.pricing import TenantPlan
+from cdrmodel.consumer import BatchProcessor, Item, Rejection, Stored
+from cdrmodel.events import CdrSubmitted
 from cdrmodel.kafka import KafkaClient, run_batches
 
 log = logging.getLogger(__name__)
+
+RATED = Counter("cdrflow_rater_cdrs_total", "CDRs stored by the rater", ["outcome"])
+BATCH_SECONDS = Histogram("cdrflow_rater_batch_seconds", "Time to handle one consumed batch")
+
+Published = tuple[dict[str, Any], str]  # a stored cdr row and its tenant's time zone
+
+
+class RatingHandler:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        rated_topic: str,
+        *,
+        stage: str,
+    ) -> None:
+        self._producer = producer
+        self._topic = rated_topic
+        self._batches: BatchProcessor[CdrSubmitted, Published] = BatchProcessor(
+            engine,
+            stage=stage,
+            decode=CdrSubmitted.model_validate_json,
+            store=self._store,
+            publish=self._publish,
+        )
+
+    async def handle(self, records: list[ConsumerRecord]) -> None:
+        with BATCH_SECONDS.time():
+            await self._batches.handle(records)
+
+    async def _store(
+        self, conn: AsyncConnection, items: list[Item[CdrSubmitted]]
+    ) -> Stored[Published]:
+        """Price and insert the batch inside the transaction BatchProcessor opened."""
+        by_tenant: dict[str, list[Item[CdrSubmitted]]] = defaultdict(list)
+        for item in items:
+            by_tenant[item.event.database_id].append(item)
+        now = datetime.now(UTC)
+        rows: list[dict[str, Any]] = []
+        zones: dict[str, str] = {}
+        out: Stored[Published] = Stored()
+        for database_id, group in by_tenant.items():
+            tenant = await repository.load_tenant(conn, database_id=database_id)
+            if tenant is None:
+                out.rejected += [
+                    Rejection(i.record, "unknown_tenant", f"no tenant {database_id!r}")
+                    for i in group
+                ]
+                continue
+            evs = [i.event for i in group]
+            zones[database_id] = tenant["timezone"]
+            plan = TenantPlan(home_country=tenant["country"])
+            plan.extensions = await repository.load_extensions(
+                conn,
+                database_id=database_id,
+                numbers=[n for e in evs for n in (e.originating_number, e.destination_number)],
+            )
+            defaults = await repository.load_default_packages(
+                conn, database_id=database_id, accounts=[e.api_account for e in evs]
+            )
+            plan.packages, plan.routes = await repository.load_decks(
+                conn,
+                database_id=database_id,
+                prefixes=repository.all_prefixes(match_numbers(evs, plan)),
+            )
+            rows += rate_events(
+                evs, plan, default_packages=defaults, currency=tenant["currency"], now=now
+            )
+        if rows:
+            await repository.insert_cdrs(conn, rows=rows)
+            stored = await repository.fetch_cdrs(conn, cdr_ids=[r["cdr_id"] for r in rows])
+            out.results = [(row, zones[row["database_id"]]) for row in stored]
+        return out
+
+    async def _publish(self, stored: list[Published]) -> None:
+        """After the commit, no transaction open: one CdrRated per stored row, acks awaited."""
+        futures = []
+        for row, zone in stored:
+            RATED.labels("rated" if row["rated"] else "unrated").inc()
+            event = rated_event(row, timezone=zone)
+            futures.append(
+                await self._producer.send(
+                    self._topic,
+                    value=event.model_dump_json().encode(),
+                    key=row["database_id"].encode(),
+                )
+            )
+        if futures:
+            await asyncio.gather(*futures)
 
 
 async def consume(
