@@ -108,8 +108,12 @@ async def put_subscription(
             values["secret"] = body.secret
         elif existing is None:
             values["secret"] = generated = new_secret()
+        # PostgreSQL checks NOT NULL on the proposed row before ON CONFLICT, so an update that
+        # keeps the secret must still propose one: the stored secret, left untouched by set_.
         stmt = pg_insert(subscription).values(
-            database_id=database_id, subscription_id=subscription_id, **values
+            database_id=database_id,
+            subscription_id=subscription_id,
+            **{"secret": existing, **values},
         )
         await conn.execute(
             stmt.on_conflict_do_update(
