@@ -30,7 +30,8 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-report=json
+	$(BIN)/python tests/coverage_floor.py coverage.json
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"

@@ -4,6 +4,8 @@ as real processes. Each test makes its own tenant, so tests never see each other
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +49,11 @@ class Infra:
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    base = tmp_path_factory.mktemp("infra")
+def infra() -> Iterator[Infra]:
+    # Not under pytest's tmp_path: every pytest session started on the machine chmods
+    # /tmp/pytest-of-<user> to 0700, which cuts the PostgreSQL server (run as its own user
+    # when we are root) off its data directory mid-run; it then PANICs at the next checkpoint.
+    base = Path(tempfile.mkdtemp(prefix="cdrflow-test-"))
     pg = EmbeddedPostgres(base / "pg", free_port())
     kafka = Tansu(free_port(), base / "tansu.log")
     pg.start()
@@ -61,6 +66,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     finally:
         kafka.stop()
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass

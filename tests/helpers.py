@@ -92,28 +92,45 @@ class Tenant:
         return params
 
 
-async def create_tenant(rater_url: str, *, timezone: str = "UTC") -> Tenant:
-    """A fresh tenant (own DatabaseID) with an account, a package+route deck, extension 100."""
+async def create_tenant(rater: str | httpx.AsyncClient, *, timezone: str = "UTC") -> Tenant:
+    """A fresh tenant (own DatabaseID) with an account, a package+route deck, extension 100.
+
+    `rater` is the rater's URL, or a client already pointed at it (the in-process tier)."""
     tenant = Tenant(unique_id("DB"), "ACC", "pw-" + uuid.uuid4().hex[:8])
-    base = f"{rater_url}/v1/admin/tenants/{tenant.database_id}"
     headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
-        steps: list[tuple[str, Any]] = [
-            ("", {"name": "test", "timezone": timezone, "country": "US"}),
-            (f"/routes/{tenant.route}", {"name": "route"}),
-            (f"/packages/{tenant.package}", {"name": "pkg", "route": tenant.route}),
-            (f"/api-accounts/{tenant.account}", {"password": tenant.password}),
-            ("/extensions/100", {"package": tenant.package, "account": "100000_VoIP"}),
-        ]
-        for path, body in steps:
-            (await client.put(base + path, json=body)).raise_for_status()
-        for path, csv in (
-            (f"/packages/{tenant.package}/rates", DECK_CSV),
-            (f"/routes/{tenant.route}/rates", ROUTE_CSV),
-        ):
-            resp = await client.put(base + path, content=csv, headers={"content-type": "text/csv"})
-            resp.raise_for_status()
+    if isinstance(rater, httpx.AsyncClient):
+        await _configure_tenant(rater, "", headers, tenant, timezone)
+    else:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await _configure_tenant(client, rater, headers, tenant, timezone)
     return tenant
+
+
+async def _configure_tenant(
+    client: httpx.AsyncClient,
+    rater_url: str,
+    headers: dict[str, str],
+    tenant: Tenant,
+    timezone: str,
+) -> None:
+    base = f"{rater_url}/v1/admin/tenants/{tenant.database_id}"
+    steps: list[tuple[str, Any]] = [
+        ("", {"name": "test", "timezone": timezone, "country": "US"}),
+        (f"/routes/{tenant.route}", {"name": "route"}),
+        (f"/packages/{tenant.package}", {"name": "pkg", "route": tenant.route}),
+        (f"/api-accounts/{tenant.account}", {"password": tenant.password}),
+        ("/extensions/100", {"package": tenant.package, "account": "100000_VoIP"}),
+    ]
+    for path, body in steps:
+        (await client.put(base + path, json=body, headers=headers)).raise_for_status()
+    for path, csv in (
+        (f"/packages/{tenant.package}/rates", DECK_CSV),
+        (f"/routes/{tenant.route}/rates", ROUTE_CSV),
+    ):
+        resp = await client.put(
+            base + path, content=csv, headers={**headers, "content-type": "text/csv"}
+        )
+        resp.raise_for_status()
 
 
 def verify_signature(secret: str, headers: dict[str, str], body: bytes) -> bool:
@@ -130,7 +147,8 @@ def verify_signature(secret: str, headers: dict[str, str], body: bytes) -> bool:
 
 @dataclass
 class Receiver:
-    """A CRM on loopback: records every request; answers what `reply` says."""
+    """A CRM on loopback: records every request (and when it came: `arrivals`, `answered`,
+    wall-clock seconds); waits `delay(n)` seconds, then answers what `reply(n)` says."""
 
     port: int = 0
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
@@ -139,6 +157,9 @@ class Receiver:
         '{"Err":0,"Errdesc":"OK"}',
         {"content-type": "application/json"},
     )
+    delay: Callable[[int], float] = lambda n: 0.0
+    arrivals: list[float] = field(default_factory=list)
+    answered: list[float] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
     @property
@@ -148,8 +169,13 @@ class Receiver:
     async def start(self) -> None:
         async def handle(request: web.Request) -> web.Response:
             body = await request.read()
+            self.arrivals.append(time.time())
             self.requests.append(({k.lower(): v for k, v in request.headers.items()}, body))
-            status, text, headers = self.reply(len(self.requests))
+            n = len(self.requests)
+            status, text, headers = self.reply(n)
+            if pause := self.delay(n):
+                await asyncio.sleep(pause)  # a slow CRM, not a wait for a condition
+            self.answered.append(time.time())
             return web.Response(status=status, text=text, headers=headers)
 
         app = web.Application()

@@ -1,4 +1,5 @@
-"""One call from a PBX to a CRM, through three real service processes."""
+"""One call from a PBX to a CRM, through three real service processes (the thin end-to-end
+check; retries, dead, replay, filters and tenant isolation run in process: tests/inprocess)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ async def subscribe(stack: Stack, tenant: Tenant, url: str, **extra: object) -> 
 async def test_seed_sample_is_priced_and_pushed_with_a_valid_signature(
     stack: Stack, tenant: Tenant
 ) -> None:
-    receiver = Receiver()
+    receiver = Receiver(delay=lambda n: 0.2)  # a CRM that takes 200 ms to answer
     await receiver.start()
     try:
         sub = await subscribe(stack, tenant, receiver.url)
@@ -77,60 +78,7 @@ async def test_seed_sample_is_priced_and_pushed_with_a_valid_signature(
         assert deliveries[0]["cdr_id"] == record["cdr_id"]
         attempt = deliveries[0]["attempts"][0]
         assert attempt["http_status"] == 200 and attempt["error"] is None
-        assert attempt["latency_ms"] >= 0
+        assert 200 <= attempt["latency_ms"] < 10_000  # the CRM's delay, under the push timeout
+        assert deliveries[0]["webhook_id"] == headers["webhook-id"]
     finally:
         await receiver.stop()
-
-
-async def test_failed_push_is_retried_with_the_same_webhook_id(
-    stack: Stack, tenant: Tenant
-) -> None:
-    # First answer: HTTP 200 but Err=1 (a failed attempt by seed 003); then success.
-    receiver = Receiver(
-        reply=lambda n: (
-            (200, '{"Err":1,"Errdesc":"parse"}', {"content-type": "application/json"})
-            if n == 1
-            else (200, '{"Err":0,"Errdesc":"OK"}', {"content-type": "application/json"})
-        )
-    )
-    await receiver.start()
-    try:
-        await subscribe(stack, tenant, receiver.url)
-        async with httpx.AsyncClient(timeout=30) as client:
-            answer = await client.get(
-                f"{stack.ingest.url}/api_submitcdr.aspx", params=tenant.submit_params()
-            )
-        assert answer.text == "0"
-        await wait_for(lambda: len(receiver.requests) >= 2, what="the retry", timeout=60)
-        first, second = receiver.requests[0][0], receiver.requests[1][0]
-        assert first["webhook-id"] == second["webhook-id"]
-    finally:
-        await receiver.stop()
-
-
-async def test_cdrs_are_visible_only_to_their_own_tenant(stack: Stack, tenant: Tenant) -> None:
-    from tests.helpers import create_tenant
-
-    other = await create_tenant(stack.rater.url)
-    async with httpx.AsyncClient(timeout=30) as client:
-        answer = await client.get(
-            f"{stack.ingest.url}/api_submitcdr.aspx", params=tenant.submit_params()
-        )
-        assert answer.text == "0"
-
-        async def mine() -> list:
-            resp = await client.get(
-                f"{stack.notifier.url}/v1/cdrs", auth=(tenant.login, tenant.password)
-            )
-            return resp.json()["cdrs"]
-
-        assert len(await wait_for(mine, what="the stored record")) == 1
-        theirs = await client.get(
-            f"{stack.notifier.url}/v1/cdrs", auth=(other.login, other.password)
-        )
-        assert theirs.status_code == 200 and theirs.json()["cdrs"] == []
-        # Another tenant's password never opens this tenant.
-        crossed = await client.get(
-            f"{stack.notifier.url}/v1/cdrs", auth=(tenant.login, other.password)
-        )
-        assert crossed.status_code == 401 and crossed.json()["code"] == 50390

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
@@ -57,9 +58,7 @@ _COMPAT_PARAMS = [
 ]
 
 
-@router.api_route(
-    "/api_submitcdr.aspx",
-    methods=["GET", "POST"],
+_COMPAT_ROUTE: dict[str, Any] = dict(
     response_class=PlainTextResponse,
     summary="Submit one CDR (seed 000): answers the contract code alone, as text/plain",
     description="Parameters in the query string or, for POST, a form body; names match "
@@ -78,6 +77,12 @@ _COMPAT_PARAMS = [
         ]
     },
 )
+
+
+# One registration per method: a route with two methods shares one operationId between them,
+# which makes the OpenAPI document invalid (operationIds must be unique).
+@router.get("/api_submitcdr.aspx", **_COMPAT_ROUTE)
+@router.post("/api_submitcdr.aspx", **_COMPAT_ROUTE)
 async def api_submitcdr(request: Request) -> PlainTextResponse:
     # The hot path of every PBX: no FastAPI dependencies (they cost ~a third of the time).
     state: IngestState = request.state.ingest

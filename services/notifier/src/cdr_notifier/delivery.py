@@ -135,13 +135,16 @@ class Dispatcher:
             }
         async with self._slots:
             status, error, retry_after, latency_ms = await self._post(d)
+        # Delays count from the answer: Retry-After is relative to the response, and a slow
+        # CRM's answer may come push_timeout seconds after the attempt began.
+        answered = datetime.now(UTC)
         attempt_no = d["attempt_count"] + 1
         ok = error is None
         PUSHES.labels("delivered" if ok else "failed").inc()
         if ok:
-            state, next_at = "delivered", now
+            state, next_at = "delivered", answered
         elif attempt_no >= d["max_attempts"]:
-            state, next_at = "dead", now
+            state, next_at = "dead", answered
         else:
             delay = backoff_seconds(
                 attempt_no,
@@ -150,7 +153,7 @@ class Dispatcher:
             )
             if retry_after is not None:
                 delay = min(max(delay, retry_after), self._settings.retry_max_seconds)
-            state, next_at = "pending", now + timedelta(seconds=delay)
+            state, next_at = "pending", answered + timedelta(seconds=delay)
         attempt = {
             "delivery_id": d["id"],
             "at": now,

@@ -102,10 +102,20 @@ async def subscription_secret(
 
 
 async def upsert_subscription(
-    conn: AsyncConnection, *, database_id: str, subscription_id: str, values: dict[str, Any]
+    conn: AsyncConnection,
+    *,
+    database_id: str,
+    subscription_id: str,
+    values: dict[str, Any],
+    current_secret: str | None,
 ) -> None:
+    """Insert, or update with `values`; a `values` without "secret" keeps the stored one."""
+    # PostgreSQL checks NOT NULL on the proposed row before ON CONFLICT, so an update that
+    # keeps the secret must still propose one: the stored secret, left untouched by set_.
     stmt = pg_insert(subscription).values(
-        database_id=database_id, subscription_id=subscription_id, **values
+        database_id=database_id,
+        subscription_id=subscription_id,
+        **{"secret": current_secret, **values},
     )
     await conn.execute(
         stmt.on_conflict_do_update(

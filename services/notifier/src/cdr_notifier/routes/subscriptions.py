@@ -89,7 +89,7 @@ async def put_subscription(
             values["secret"] = body.secret
         elif existing is None:
             values["secret"] = generated = new_secret()
-        await repository.upsert_subscription(conn, **keys, values=values)
+        await repository.upsert_subscription(conn, **keys, values=values, current_secret=existing)
     return SubscriptionRead(
         database_id=database_id,
         subscription_id=subscription_id,
