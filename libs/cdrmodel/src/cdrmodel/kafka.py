@@ -137,6 +137,12 @@ class KafkaClient(Generic[C]):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            except asyncio.CancelledError:
+                # Closed while still connecting (a group join can take seconds): what start()
+                # already opened must be released, or its sockets and tasks outlive the app.
+                with contextlib.suppress(Exception):
+                    await client.stop()
+                raise
             self.client = client
             self._ready.set()
             return

@@ -7,13 +7,15 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cdrmodel.validation import Identifier, Name, NonNegativeInt4, Secret
+
 
 class TenantUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
-    timezone: str = "UTC"
-    country: str = Field("US", description="ISO 3166 alpha-2 home country")
+    name: Name = ""
+    timezone: Name = "UTC"
+    country: Name = Field("US", description="ISO 3166 alpha-2 home country")
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
 
     @field_validator("timezone")
@@ -41,9 +43,9 @@ class TenantRead(TenantUpsert):
 class ApiAccountUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    password: str = Field(min_length=1)
-    daily_limit: int | None = Field(1000, ge=0)
-    default_package: str | None = None
+    password: Secret
+    daily_limit: NonNegativeInt4 | None = Field(1000, description="Records a day; null: none")
+    default_package: Identifier | None = None
 
 
 class ApiAccountRead(BaseModel):
@@ -57,8 +59,8 @@ class ApiAccountRead(BaseModel):
 class PackageUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
-    route: str | None = None
+    name: Name = ""
+    route: Identifier | None = None
 
 
 class PackageRead(PackageUpsert):
@@ -69,7 +71,7 @@ class PackageRead(PackageUpsert):
 class RouteUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
+    name: Name = ""
 
 
 class RouteRead(RouteUpsert):
@@ -80,9 +82,9 @@ class RouteRead(RouteUpsert):
 class ExtensionUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    package: str | None = None
-    account: str | None = None
-    client: str | None = None
+    package: Identifier | None = None
+    account: Name | None = None
+    client: Name | None = None
 
 
 class ExtensionRead(ExtensionUpsert):
