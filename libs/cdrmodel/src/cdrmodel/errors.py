@@ -8,12 +8,44 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cdrmodel.db import is_transient
 
 log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """What every error answer of the JSON APIs carries."""
+
+    message: str = Field(description="What went wrong, for a person")
+    code: int | None = Field(None, description="The contract code (504xx), where one applies")
+    detail: Any = Field(None, description="Per-field or per-line details, where there are any")
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The request cannot be read",
+    401: "Credentials missing or wrong",
+    404: "The tenant or the object in the path does not exist",
+    409: "Conflicts with the current state",
+    413: "The body is too large",
+    422: "A parameter or a body field is invalid; `message` names it",
+    503: "PostgreSQL or Kafka unreachable; nothing was changed, retry later",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, all with the one error body.
+
+    Naming 422 here also replaces FastAPI's default validation-error schema, which does not
+    describe what `install_error_handlers` answers.
+    """
+    return {
+        status: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
 
 
 class CdrError(Exception):

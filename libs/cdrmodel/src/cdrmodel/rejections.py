@@ -8,12 +8,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from cdrmodel.db import rejected_event
+from cdrmodel import repository
+from cdrmodel.errors import error_responses
+from cdrmodel.validation import INT8_MAX, Name
 from cdrmodel.web import AdminDep, ops_state
 
-router = APIRouter(tags=["admin"], dependencies=[AdminDep])
+router = APIRouter(
+    tags=["admin"], dependencies=[AdminDep], responses=error_responses(401, 422, 503)
+)
 
 _PREVIEW = 2000
 
@@ -55,21 +58,17 @@ def _utf8(raw: bytes | None, limit: int | None = None) -> str | None:
 )
 async def list_rejected_events(
     request: Request,
-    stage: Annotated[str | None, Query(description="Only this consumer group.")] = None,
-    reason: Annotated[str | None, Query(description="Only this reason.")] = None,
+    stage: Annotated[Name | None, Query(description="Only this consumer group.")] = None,
+    reason: Annotated[Name | None, Query(description="Only this reason.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1, description="Page: ids below this.")] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=INT8_MAX, description="Page: ids below this.")
+    ] = None,
 ) -> RejectedEventList:
-    t = rejected_event
-    stmt = select(t).order_by(t.c.id.desc()).limit(limit + 1)
-    if stage is not None:
-        stmt = stmt.where(t.c.stage == stage)
-    if reason is not None:
-        stmt = stmt.where(t.c.reason == reason)
-    if before_id is not None:
-        stmt = stmt.where(t.c.id < before_id)
     async with ops_state(request).engine.connect() as conn:
-        rows = (await conn.execute(stmt)).mappings().all()
+        rows = await repository.rejected_events(
+            conn, stage=stage, reason=reason, before_id=before_id, limit=limit + 1
+        )
     page = rows[:limit]
     return RejectedEventList(
         rejected_events=[

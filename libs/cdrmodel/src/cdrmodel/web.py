@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -57,6 +58,14 @@ def database_check(engine: AsyncEngine, timeout: float = 3.0) -> Check:
     return check
 
 
+class Readiness(BaseModel):
+    """`/readyz`: one member per check (`ok` or `down`) besides `status`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+
+
 def build_app(
     *,
     title: str,
@@ -84,7 +93,14 @@ def add_common_routes(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="200 only while PostgreSQL and Kafka work")
+    ready_doc = {"model": Readiness, "description": "Each check `ok` or `down`, and `status`"}
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="200 only while PostgreSQL and Kafka work",
+        responses={200: ready_doc, 503: ready_doc},
+    )
     async def readyz(request: Request) -> JSONResponse:
         ops = getattr(request.state, "ops", None)
         checks = ops.checks if isinstance(ops, OpsState) else {}
@@ -97,7 +113,12 @@ def add_common_routes(app: FastAPI) -> None:
         body["status"] = "ready" if ready else "not ready"
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus text format")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus text format",
+        response_class=PlainTextResponse,
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -40,6 +40,11 @@ def _answer(code: int) -> PlainTextResponse:
     return PlainTextResponse(str(code))
 
 
+# What PBXs get: the code alone, as text/plain (never JSON, whatever went wrong).
+_CODE_CONTENT = {
+    "text/plain": {"schema": {"type": "string", "pattern": "^[0-9]+$", "example": "0"}}
+}
+
 _COMPAT_PARAMS = [
     ("DatabaseID", True, "The API DatabaseID."),
     ("APIAccountID", True, "The API AccountID."),
@@ -58,13 +63,14 @@ _COMPAT_PARAMS = [
 ]
 
 
-_COMPAT_ROUTE: dict[str, Any] = dict(
-    response_class=PlainTextResponse,
-    summary="Submit one CDR (seed 000): answers the contract code alone, as text/plain",
-    description="Parameters in the query string or, for POST, a form body; names match "
+_COMPAT_ROUTE: dict[str, Any] = {
+    "response_class": PlainTextResponse,
+    "summary": "Submit one CDR (seed 000): answers the contract code alone, as text/plain",
+    "description": "Parameters in the query string or, for POST, a form body; names match "
     "case-insensitively. `0` is answered only once the record is durably on Kafka.",
-    tags=["submit"],
-    openapi_extra={
+    "tags": ["submit"],
+    "responses": {200: {"description": "The contract code alone", "content": _CODE_CONTENT}},
+    "openapi_extra": {
         "parameters": [
             {
                 "name": name,
@@ -76,13 +82,12 @@ _COMPAT_ROUTE: dict[str, Any] = dict(
             for name, required, text in _COMPAT_PARAMS
         ]
     },
-)
+}
 
 
-# One registration per method: a route with two methods shares one operationId between them,
-# which makes the OpenAPI document invalid (operationIds must be unique).
-@router.get("/api_submitcdr.aspx", **_COMPAT_ROUTE)
-@router.post("/api_submitcdr.aspx", **_COMPAT_ROUTE)
+# Two decorators, not one api_route: each method needs its own operationId in the document.
+@router.get("/api_submitcdr.aspx", operation_id="api_submitcdr_get", **_COMPAT_ROUTE)
+@router.post("/api_submitcdr.aspx", operation_id="api_submitcdr_post", **_COMPAT_ROUTE)
 async def api_submitcdr(request: Request) -> PlainTextResponse:
     # The hot path of every PBX: no FastAPI dependencies (they cost ~a third of the time).
     state: IngestState = request.state.ingest

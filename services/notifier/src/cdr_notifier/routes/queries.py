@@ -9,10 +9,12 @@ from fastapi import APIRouter, Query
 
 from cdr_notifier import repository
 from cdr_notifier.deps import PrincipalDep, StateDep
+from cdrmodel.errors import error_responses
 from cdrmodel.record import render_record
 from cdrmodel.timeutil import in_zone
+from cdrmodel.validation import INT8_MAX, Name
 
-router = APIRouter(tags=["queries"])
+router = APIRouter(tags=["queries"], responses=error_responses(401, 422, 503))
 
 
 @router.get("/v1/cdrs", summary="Search the account's tenant's CDRs (cursor paging by feed id)")
@@ -24,12 +26,12 @@ async def list_cdrs(
     ),
     to: datetime | None = None,
     rated: bool | None = None,
-    call_type: str | None = None,
-    disposition: str | None = None,
-    caller: str | None = None,
-    destination: str | None = None,
+    call_type: Name | None = None,
+    disposition: Name | None = None,
+    caller: Name | None = None,
+    destination: Name | None = None,
     cursor: int | None = Query(
-        None, ge=0, le=2**63 - 1, description="next_cursor of the previous page"
+        None, ge=0, le=INT8_MAX, description="next_cursor of the previous page"
     ),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:

@@ -11,33 +11,39 @@ from cdr_notifier import repository
 from cdr_notifier.deps import StateDep
 from cdr_notifier.formats import new_secret, valid_secret
 from cdr_notifier.urls import check_url
-from cdrmodel.errors import NotFound
+from cdrmodel.errors import NotFound, error_responses
 from cdrmodel.repository import require_tenant
+from cdrmodel.validation import INT8_MAX, Identifier, Name, Secret, UrlText
 from cdrmodel.web import AdminDep
 
-router = APIRouter(prefix="/v1/admin/tenants", tags=["subscriptions"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/v1/admin/tenants",
+    tags=["subscriptions"],
+    dependencies=[AdminDep],
+    responses=error_responses(400, 401, 404, 422, 503),
+)
 
 
 class SubscriptionFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    call_types: list[str] | None = None
-    statuses: list[str] | None = None
-    api_accounts: list[str] | None = None
+    call_types: list[Name] | None = Field(None, max_length=100)
+    statuses: list[Name] | None = Field(None, max_length=100)
+    api_accounts: list[Name] | None = Field(None, max_length=1000)
 
 
 class SubscriptionUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str
+    url: UrlText
     format: Literal["json", "xmlrpc", "form"] = "json"
-    secret: str | None = Field(
+    secret: Secret | None = Field(
         None, description="`whsec_` + base64 of 24-64 random bytes; generated when absent"
     )
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
     enabled: bool = True
     max_attempts: int = Field(10, ge=1, le=100)
-    xmlrpc_method: str = "cdr.notify"
+    xmlrpc_method: Name = "cdr.notify"
 
     @field_validator("secret")
     @classmethod
@@ -69,7 +75,7 @@ class SubscriptionRead(BaseModel):
     summary="Create or update a push subscription (a generated secret is returned once)",
 )
 async def put_subscription(
-    database_id: str, subscription_id: str, body: SubscriptionUpsert, state: StateDep
+    database_id: Identifier, subscription_id: Identifier, body: SubscriptionUpsert, state: StateDep
 ) -> SubscriptionRead:
     await check_url(body.url, allow_private=state.allow_private_webhooks)
     values: dict[str, Any] = {
@@ -104,7 +110,7 @@ async def put_subscription(
     response_model_exclude_none=True,
 )
 async def get_subscription(
-    database_id: str, subscription_id: str, state: StateDep
+    database_id: Identifier, subscription_id: Identifier, state: StateDep
 ) -> SubscriptionRead:
     async with state.engine.connect() as conn:
         row = await repository.get_subscription(
@@ -118,13 +124,13 @@ async def get_subscription(
 
 @router.get("/{database_id}/subscriptions/{subscription_id}/deliveries")
 async def list_deliveries(
-    database_id: str,
-    subscription_id: str,
+    database_id: Identifier,
+    subscription_id: Identifier,
     state: StateDep,
     status: Literal["pending", "delivered", "dead"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
     before_id: int | None = Query(
-        None, ge=0, le=2**63 - 1, description="Cursor: deliveries with a smaller id"
+        None, ge=0, le=INT8_MAX, description="Cursor: deliveries with a smaller id"
     ),
 ) -> dict[str, Any]:
     async with state.engine.connect() as conn:
@@ -162,9 +168,9 @@ async def list_deliveries(
 
 @router.post("/{database_id}/subscriptions/{subscription_id}/deliveries/{delivery_id}/replay")
 async def replay_delivery(
-    database_id: str,
-    subscription_id: str,
-    delivery_id: Annotated[int, Path(ge=0, le=2**63 - 1)],
+    database_id: Identifier,
+    subscription_id: Identifier,
+    delivery_id: Annotated[int, Path(ge=0, le=INT8_MAX)],
     state: StateDep,
 ) -> dict[str, Any]:
     async with state.engine.begin() as conn:
@@ -186,7 +192,7 @@ class ReplaySince(BaseModel):
 
 @router.post("/{database_id}/subscriptions/{subscription_id}/replay")
 async def replay_since(
-    database_id: str, subscription_id: str, body: ReplaySince, state: StateDep
+    database_id: Identifier, subscription_id: Identifier, body: ReplaySince, state: StateDep
 ) -> dict[str, Any]:
     """Push again every delivery of this subscription created since `since`."""
     keys = {"database_id": database_id, "subscription_id": subscription_id}

@@ -24,10 +24,17 @@ from cdr_rater.admin.schemas import (
 )
 from cdr_rater.deps import StateDep
 from cdrmodel.auth import hash_password
+from cdrmodel.errors import error_responses
 from cdrmodel.money import fmt8
+from cdrmodel.validation import Identifier, Name
 from cdrmodel.web import AdminDep
 
-router = APIRouter(prefix="/v1/admin/tenants", tags=["admin"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/v1/admin/tenants",
+    tags=["admin"],
+    dependencies=[AdminDep],
+    responses=error_responses(400, 401, 404, 422, 503),
+)
 
 _DECK_BODY = {
     "requestBody": {
@@ -41,7 +48,7 @@ _DECK_BODY = {
 
 
 @router.put("/{database_id}", response_model=TenantRead, summary="Create or update a tenant")
-async def put_tenant(database_id: str, body: TenantUpsert, state: StateDep) -> TenantRead:
+async def put_tenant(database_id: Identifier, body: TenantUpsert, state: StateDep) -> TenantRead:
     async with state.engine.begin() as conn:
         await repository.upsert_tenant(conn, database_id=database_id, values=body.model_dump())
     return TenantRead(database_id=database_id, **body.model_dump())
@@ -53,7 +60,7 @@ async def put_tenant(database_id: str, body: TenantUpsert, state: StateDep) -> T
     summary="Create or update an API account (the password is stored as an argon2 hash)",
 )
 async def put_api_account(
-    database_id: str, api_account_id: str, body: ApiAccountUpsert, state: StateDep
+    database_id: Identifier, api_account_id: Identifier, body: ApiAccountUpsert, state: StateDep
 ) -> ApiAccountRead:
     values = {
         # argon2 is deliberately slow: off the event loop, which also runs the consumer
@@ -76,7 +83,7 @@ async def put_api_account(
 
 @router.put("/{database_id}/packages/{package_id}", response_model=PackageRead)
 async def put_package(
-    database_id: str, package_id: str, body: PackageUpsert, state: StateDep
+    database_id: Identifier, package_id: Identifier, body: PackageUpsert, state: StateDep
 ) -> PackageRead:
     async with state.engine.begin() as conn:
         await repository.upsert_package(
@@ -91,7 +98,7 @@ async def put_package(
 
 @router.put("/{database_id}/routes/{route_id}", response_model=RouteRead)
 async def put_route(
-    database_id: str, route_id: str, body: RouteUpsert, state: StateDep
+    database_id: Identifier, route_id: Identifier, body: RouteUpsert, state: StateDep
 ) -> RouteRead:
     async with state.engine.begin() as conn:
         await repository.upsert_route(
@@ -102,7 +109,7 @@ async def put_route(
 
 @router.put("/{database_id}/extensions/{extension_id}", response_model=ExtensionRead)
 async def put_extension(
-    database_id: str, extension_id: str, body: ExtensionUpsert, state: StateDep
+    database_id: Identifier, extension_id: Identifier, body: ExtensionUpsert, state: StateDep
 ) -> ExtensionRead:
     values = {"package_id": body.package, "account": body.account, "client": body.client}
     async with state.engine.begin() as conn:
@@ -142,7 +149,7 @@ async def _list_deck(
     summary="Replace a package's sell deck (CSV with a header, or a JSON list)",
 )
 async def put_package_rates(
-    database_id: str, package_id: str, request: Request, state: StateDep
+    database_id: Identifier, package_id: Identifier, request: Request, state: StateDep
 ) -> DeckReplaced:
     return await _replace_deck(
         request, state, database_id=database_id, kind=repository.PACKAGE, deck_id=package_id
@@ -151,7 +158,7 @@ async def put_package_rates(
 
 @router.get("/{database_id}/packages/{package_id}/rates", summary="Sell deck lines")
 async def get_package_rates(
-    database_id: str, package_id: str, state: StateDep, query: str | None = None
+    database_id: Identifier, package_id: Identifier, state: StateDep, query: Name | None = None
 ) -> dict[str, Any]:
     lines = await _list_deck(
         state, database_id=database_id, kind=repository.PACKAGE, deck_id=package_id, query=query
@@ -166,7 +173,7 @@ async def get_package_rates(
     summary="Replace a route's termination (cost) deck",
 )
 async def put_route_rates(
-    database_id: str, route_id: str, request: Request, state: StateDep
+    database_id: Identifier, route_id: Identifier, request: Request, state: StateDep
 ) -> DeckReplaced:
     return await _replace_deck(
         request, state, database_id=database_id, kind=repository.ROUTE, deck_id=route_id
@@ -175,7 +182,7 @@ async def put_route_rates(
 
 @router.get("/{database_id}/routes/{route_id}/rates", summary="Termination deck lines")
 async def get_route_rates(
-    database_id: str, route_id: str, state: StateDep, query: str | None = None
+    database_id: Identifier, route_id: Identifier, state: StateDep, query: Name | None = None
 ) -> dict[str, Any]:
     lines = await _list_deck(
         state, database_id=database_id, kind=repository.ROUTE, deck_id=route_id, query=query

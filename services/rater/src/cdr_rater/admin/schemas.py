@@ -8,14 +8,15 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cdrmodel.money import known_currency
+from cdrmodel.validation import Identifier, Name, NonNegativeInt4, Secret
 
 
 class TenantUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
-    timezone: str = "UTC"
-    country: str = Field("US", description="ISO 3166 alpha-2 home country")
+    name: Name = ""
+    timezone: Name = "UTC"
+    country: Name = Field("US", description="ISO 3166 alpha-2 home country")
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
 
     @field_validator("timezone")
@@ -50,9 +51,9 @@ class TenantRead(TenantUpsert):
 class ApiAccountUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    password: str = Field(min_length=1)
-    daily_limit: int | None = Field(1000, ge=0)
-    default_package: str | None = None
+    password: Secret
+    daily_limit: NonNegativeInt4 | None = Field(1000, description="Records a day; null: none")
+    default_package: Identifier | None = None
 
 
 class ApiAccountRead(BaseModel):
@@ -66,8 +67,8 @@ class ApiAccountRead(BaseModel):
 class PackageUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
-    route: str | None = None
+    name: Name = ""
+    route: Identifier | None = None
 
 
 class PackageRead(PackageUpsert):
@@ -78,7 +79,7 @@ class PackageRead(PackageUpsert):
 class RouteUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
+    name: Name = ""
 
 
 class RouteRead(RouteUpsert):
@@ -89,9 +90,9 @@ class RouteRead(RouteUpsert):
 class ExtensionUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    package: str | None = None
-    account: str | None = None
-    client: str | None = None
+    package: Identifier | None = None
+    account: Name | None = None
+    client: Name | None = None
 
 
 class ExtensionRead(ExtensionUpsert):
