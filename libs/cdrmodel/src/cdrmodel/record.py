@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from cdrmodel.money import fmt8, minor_units
 
 # Seed 003 statuses for our dispositions.
@@ -74,3 +76,43 @@ def render_record(row: Mapping[str, Any], *, timezone: str | None = None) -> dic
     if row.get("start_time_raw") and start is None:
         record["start_time_raw"] = row["start_time_raw"]
     return record
+
+
+class CdrRecord(BaseModel):
+    """The stored record as it goes on the wire (OpenAPI documentation of `render_record`).
+
+    Fields the PBX sent beyond these are kept as they came (additional properties)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    caller: str
+    target: str
+    time: int | None = Field(description="Start, epoch seconds")
+    duration: int
+    ivruniqueid: str = Field(description="The external id, or the cdr id when none was sent")
+    type: str
+    status: str
+    did: str
+    dialtime: int
+    price: int = Field(description="The total in the currency's minor unit")
+    cdr_id: str
+    external_id: str | None
+    database_id: str
+    api_account: str
+    account: str | None
+    extension: str | None
+    account_code: str | None
+    start_time: str | None = Field(description="ISO 8601 with offset, in the tenant's zone")
+    disposition: str
+    direction: str | None
+    call_type: str | None
+    call_billing: str | None
+    destination_name: str | None
+    matched_prefix: str | None
+    billed_seconds: int
+    rate: str | None = Field(description="Decimal string, 8 places")
+    total: str | None = Field(description="Decimal string, 8 places")
+    cost: str | None = Field(description="Decimal string, 8 places; null without a route")
+    currency: str
+    rated: bool
+    unrated_reason: str | None

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -85,13 +85,17 @@ def build_app(
     return app
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
 def add_common_routes(app: FastAPI) -> None:
     """`/healthz`, `/readyz` (the OpsState checks), `/metrics`; JSON error handlers."""
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["ops"], summary="200 while the process lives")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
     ready_doc = {"model": Readiness, "description": "Each check `ok` or `down`, and `status`"}
 

@@ -6,18 +6,28 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
 from cdr_notifier import repository
 from cdr_notifier.deps import PrincipalDep, StateDep
 from cdrmodel.errors import error_responses
-from cdrmodel.record import render_record
+from cdrmodel.record import CdrRecord, render_record
 from cdrmodel.timeutil import in_zone
 from cdrmodel.validation import INT8_MAX, Name
 
 router = APIRouter(tags=["queries"], responses=error_responses(401, 422, 503))
 
 
-@router.get("/v1/cdrs", summary="Search the account's tenant's CDRs (cursor paging by feed id)")
+class CdrPage(BaseModel):
+    cdrs: list[CdrRecord]
+    next_cursor: int | None = Field(description="Pass as cursor for the next page; null at the end")
+
+
+@router.get(
+    "/v1/cdrs",
+    response_model=CdrPage,
+    summary="Search the account's tenant's CDRs (cursor paging by feed id)",
+)
 async def list_cdrs(
     principal: PrincipalDep,
     state: StateDep,

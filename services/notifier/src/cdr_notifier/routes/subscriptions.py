@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -122,7 +123,38 @@ async def get_subscription(
     return SubscriptionRead(**data)
 
 
-@router.get("/{database_id}/subscriptions/{subscription_id}/deliveries")
+class AttemptRead(BaseModel):
+    at: datetime
+    http_status: int | None
+    latency_ms: int
+    error: str | None = Field(description="Why the attempt failed; null when it succeeded")
+
+
+class DeliveryRead(BaseModel):
+    id: int
+    cdr_id: str
+    webhook_id: str = Field(description="The same on every attempt and replay of this delivery")
+    status: Literal["pending", "delivered", "dead"]
+    attempts: list[AttemptRead] = Field(description="Oldest first")
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryRead] = Field(description="Newest first")
+    next_before_id: int | None = Field(description="Pass as before_id for the next page")
+
+
+class DeliveryReplayed(BaseModel):
+    id: int
+    status: Literal["pending"]
+
+
+class ReplayedSince(BaseModel):
+    replayed: int = Field(description="How many deliveries are due again")
+
+
+@router.get(
+    "/{database_id}/subscriptions/{subscription_id}/deliveries", response_model=DeliveryList
+)
 async def list_deliveries(
     database_id: Identifier,
     subscription_id: Identifier,
@@ -132,7 +164,7 @@ async def list_deliveries(
     before_id: int | None = Query(
         None, ge=0, le=INT8_MAX, description="Cursor: deliveries with a smaller id"
     ),
-) -> dict[str, Any]:
+) -> DeliveryList:
     async with state.engine.connect() as conn:
         await repository.require_subscription(
             conn, database_id=database_id, subscription_id=subscription_id
@@ -145,34 +177,31 @@ async def list_deliveries(
             before_id=before_id,
             limit=limit,
         )
-    out = [
-        {
-            "id": r["id"],
-            "cdr_id": str(r["cdr_id"]),
-            "webhook_id": r["webhook_id"],
-            "status": r["status"],
-            "attempts": [
-                {
-                    "at": a["at"].isoformat(),
-                    "http_status": a["http_status"],
-                    "latency_ms": a["latency_ms"],
-                    "error": a["error"],
-                }
-                for a in r["attempts"]
-            ],
-        }
-        for r in rows
-    ]
-    return {"deliveries": out, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
+    return DeliveryList(
+        deliveries=[
+            DeliveryRead(
+                id=r["id"],
+                cdr_id=str(r["cdr_id"]),
+                webhook_id=r["webhook_id"],
+                status=r["status"],
+                attempts=[AttemptRead.model_validate(a) for a in r["attempts"]],
+            )
+            for r in rows
+        ],
+        next_before_id=rows[-1]["id"] if len(rows) == limit else None,
+    )
 
 
-@router.post("/{database_id}/subscriptions/{subscription_id}/deliveries/{delivery_id}/replay")
+@router.post(
+    "/{database_id}/subscriptions/{subscription_id}/deliveries/{delivery_id}/replay",
+    response_model=DeliveryReplayed,
+)
 async def replay_delivery(
     database_id: Identifier,
     subscription_id: Identifier,
     delivery_id: Annotated[int, Path(ge=0, le=INT8_MAX)],
     state: StateDep,
-) -> dict[str, Any]:
+) -> DeliveryReplayed:
     async with state.engine.begin() as conn:
         found = await repository.replay_delivery(
             conn,
@@ -183,21 +212,21 @@ async def replay_delivery(
     if not found:
         raise NotFound(f"delivery {delivery_id} not found in subscription {subscription_id!r}")
     state.wake.set()
-    return {"id": delivery_id, "status": "pending"}
+    return DeliveryReplayed(id=delivery_id, status="pending")
 
 
 class ReplaySince(BaseModel):
     since: AwareDatetime
 
 
-@router.post("/{database_id}/subscriptions/{subscription_id}/replay")
+@router.post("/{database_id}/subscriptions/{subscription_id}/replay", response_model=ReplayedSince)
 async def replay_since(
     database_id: Identifier, subscription_id: Identifier, body: ReplaySince, state: StateDep
-) -> dict[str, Any]:
+) -> ReplayedSince:
     """Push again every delivery of this subscription created since `since`."""
     keys = {"database_id": database_id, "subscription_id": subscription_id}
     async with state.engine.begin() as conn:
         await repository.require_subscription(conn, **keys)
         replayed = await repository.replay_since(conn, **keys, since=body.since)
     state.wake.set()
-    return {"replayed": replayed}
+    return ReplayedSince(replayed=replayed)

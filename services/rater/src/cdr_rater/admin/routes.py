@@ -17,6 +17,7 @@ from cdr_rater.admin.schemas import (
     ExtensionUpsert,
     PackageRead,
     PackageUpsert,
+    RateLines,
     RouteRead,
     RouteUpsert,
     TenantRead,
@@ -156,7 +157,11 @@ async def put_package_rates(
     )
 
 
-@router.get("/{database_id}/packages/{package_id}/rates", summary="Sell deck lines")
+@router.get(
+    "/{database_id}/packages/{package_id}/rates",
+    response_model=RateLines,
+    summary="Sell deck lines",
+)
 async def get_package_rates(
     database_id: Identifier, package_id: Identifier, state: StateDep, query: Name | None = None
 ) -> dict[str, Any]:
@@ -180,7 +185,11 @@ async def put_route_rates(
     )
 
 
-@router.get("/{database_id}/routes/{route_id}/rates", summary="Termination deck lines")
+@router.get(
+    "/{database_id}/routes/{route_id}/rates",
+    response_model=RateLines,
+    summary="Termination deck lines",
+)
 async def get_route_rates(
     database_id: Identifier, route_id: Identifier, state: StateDep, query: Name | None = None
 ) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -103,3 +105,19 @@ class ExtensionRead(ExtensionUpsert):
 class DeckReplaced(BaseModel):
     deck: str
     lines: int
+
+
+class RateLineRead(BaseModel):
+    prefix: str
+    destination: str
+    rate: str = Field(description="Per minute, decimal string, 8 places")
+    increment: int = Field(description="Seconds")
+    initial_increment: int | None = Field(description="Seconds; null means the increment")
+    connect_fee: str = Field(description="Decimal string, 8 places")
+    effective_from: datetime | None
+    effective_to: datetime | None
+    direction: Literal["outbound", "inbound"]
+
+
+class RateLines(BaseModel):
+    rates: list[RateLineRead] = Field(description="Ordered by prefix, at most 10,000 lines")
