@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -103,9 +103,31 @@ async def test_offsets_are_committed_only_after_the_store_commits(
     assert seen_at_publish[0] == (["r0", "r1", "r2"], None, 0)
 
 
+async def _deadlock(conn: AsyncConnection) -> None:
+    await conn.execute(text("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '40P01'; END $$"))
+
+
+async def _statement_timeout(conn: AsyncConnection) -> None:
+    await conn.execute(text("SET LOCAL statement_timeout = 1"))
+    await conn.execute(text("SELECT pg_sleep(1)"))
+
+
+async def _connection_lost(conn: AsyncConnection) -> None:
+    raise ConnectionResetError("database went away")
+
+
+async def _bug(conn: AsyncConnection) -> None:
+    raise KeyError("a bug in the store step")
+
+
+@pytest.mark.parametrize("fail", [_connection_lost, _deadlock, _statement_timeout, _bug])
 async def test_a_failing_store_commits_no_offset_and_the_batch_is_retried_whole(
-    infra: Infra, engine: AsyncEngine, topic: str
+    infra: Infra,
+    engine: AsyncEngine,
+    topic: str,
+    fail: Callable[[AsyncConnection], Awaitable[None]],
 ) -> None:
+    """Failures that are not a record's fault (server trouble, a bug) never reject a record."""
     stage = unique_id("retry-")
     consumer = make_consumer(infra.bootstrap, topic, group_id=stage)
     await consumer.start()
@@ -116,7 +138,7 @@ async def test_a_failing_store_commits_no_offset_and_the_batch_is_retried_whole(
         await _insert(conn, stage, [i.event for i in items])
         if len(failures) < 2:
             failures.append(await consumer.committed(tp))
-            raise ConnectionResetError("database went away")  # transient: retry, no rejection
+            await fail(conn)
         return Stored()
 
     processor = BatchProcessor(engine, stage=stage, decode=lambda raw: raw.decode(), store=store)

@@ -7,12 +7,13 @@ Consistency order of a consumed batch (run_batches calls `BatchProcessor.handle`
    It may itself reject records (the rater: `unknown_tenant`). Every rejection of the batch is
    inserted into `rejected_event` in that same transaction, so the batch and its rejections
    commit together or not at all.
-3. If the transaction fails for a reason that is not transient (PostgreSQL refused a
-   statement), the batch is split in halves and each half retried the same way, down to a
+3. If the transaction fails because of a record (cdrmodel.db.record_fault: PostgreSQL refused
+   a value, SQLSTATE classes 22 and 23), the batch is split in halves and each half retried the same way, down to a
    single record, which is then rejected `unstorable` with the error text in its own small
    transaction. One bad record costs about 2·log2(batch) extra transactions and never holds
-   back its partition. A transient failure (cdrmodel.db.is_transient) is raised instead:
-   run_batches retries the whole batch, and nothing is rejected for it.
+   back its partition. Any other failure (a deadlock, a timeout, a lost connection, a schema
+   the code does not match, a bug raising a Python exception) is raised instead: run_batches retries the whole batch, and no
+   record is ever set aside for it.
 4. After every transaction has committed, and with none open, the optional `publish` step
    runs (the rater produces cdr.rated.v1 there).
 5. handle() returns; only then does run_batches commit the offsets.
@@ -34,7 +35,7 @@ from prometheus_client import Counter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cdrmodel.db import is_transient, rejected_event
+from cdrmodel.db import record_fault, rejected_event
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,10 @@ class BatchProcessor(Generic[E, R]):
                     conn, stage=self._stage, rejections=[*rejected, *out.rejected]
                 )
         except Exception as exc:
-            if is_transient(exc) or not items:
-                # Transient: run_batches retries the batch. No items: the rejections alone
-                # cannot be written, and dropping them would lose records silently.
+            if not record_fault(exc) or not items:
+                # Not a record's doing (passing trouble, a schema the code does not match, a
+                # bug): run_batches retries the whole batch, nothing is set aside. No items:
+                # the rejections alone cannot be written, and dropping them would lose records.
                 raise
             if len(items) == 1:
                 return await self._reject_alone(items[0], rejected, exc)

@@ -21,7 +21,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import BYTEA, JSONB, UUID
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = MetaData(
@@ -276,13 +277,51 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a PostgreSQL error (asyncpg's, wrapped or not), else None.
+
+    SQLAlchemy's asyncpg adapter maps few server errors to specific classes (a deadlock or a
+    statement timeout arrives as a plain DBAPIError), so decisions read the code itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for attr in ("sqlstate", "pgcode"):
+            code = getattr(seen, attr, None)
+            if isinstance(code, str) and code:
+                return code
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+# SQLSTATE classes that are passing trouble: connection exception, transaction rollback
+# (deadlock, serialization), insufficient resources, operator intervention (statement timeout,
+# shutdown), lock not available.
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+_TRANSIENT_CODES = frozenset({"55P03", "55006"})
+# Classes a record's own values cause: data exception (bad value, out of range, NUL byte) and
+# integrity constraint violation.
+_RECORD_CLASSES = ("22", "23")
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Trouble reaching PostgreSQL (retry later), as opposed to a statement it refused."""
-    if isinstance(exc, OSError | TimeoutError):
+    """Trouble reaching or using PostgreSQL right now (retry later), as opposed to a
+    statement it refused for what it said."""
+    if isinstance(exc, OSError | TimeoutError | PoolTimeout):
         return True
+    code = sqlstate(exc)
+    if code is not None:
+        return code.startswith(_TRANSIENT_CLASSES) or code in _TRANSIENT_CODES
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
     return False
+
+
+def record_fault(exc: BaseException) -> bool:
+    """PostgreSQL refused one of the record's values (SQLSTATE class 22 or 23), so retrying
+    the same record can never succeed. Anything else (transient trouble, a schema the code does
+    not match, a bug in our code) is not the record's fault: it must never get a record set
+    aside, so the work is retried until an operator fixes the cause."""
+    code = sqlstate(exc) if isinstance(exc, SQLAlchemyError) else None
+    return code is not None and code.startswith(_RECORD_CLASSES)
 
 
 def sqlalchemy_url(url: str) -> str:

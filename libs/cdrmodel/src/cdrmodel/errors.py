@@ -9,10 +9,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cdrmodel.db import is_transient
+from cdrmodel.db import is_transient, record_fault
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
-        if isinstance(exc, DataError | IntegrityError):
+        if record_fault(exc):
             return JSONResponse(
                 {"message": "a value in the request cannot be stored (out of range or invalid)"},
                 status_code=422,

@@ -172,7 +172,6 @@ async def run_batches(
     *,
     max_records: int = 500,
     timeout_ms: int = 200,
-    on_error: Callable[[BaseException], None] | None = None,
 ) -> None:
     """The consumer loop every service shares.
 
@@ -198,8 +197,6 @@ async def run_batches(
             # Cancellation (shutdown) reaches this hook too, and must end the loop.
             if not isinstance(exc, Exception):
                 return False
-            if on_error is not None:
-                on_error(exc)
             log.error("batch of %d failed; retrying", size, exc_info=exc)
             return True
 

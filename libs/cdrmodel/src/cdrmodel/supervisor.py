@@ -67,10 +67,6 @@ class Supervisor:
         if _fatal_hook is not None:
             _fatal_hook(name, exc)
 
-    @property
-    def dead(self) -> dict[str, BaseException]:
-        return dict(self._dead)
-
     async def check(self) -> bool:
         """A readiness check: no supervised task has died."""
         return not self._dead
