@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import pytest
 import schemathesis
@@ -32,6 +33,7 @@ from cdr_notifier.app import create_app as create_notifier
 from cdr_notifier.settings import NotifierSettings
 from cdr_rater.app import create_app as create_rater
 from cdr_rater.settings import RaterSettings
+from cdrmodel.db import asyncpg_dsn
 from tests.conftest import Infra
 from tests.helpers import ADMIN_TOKEN
 
@@ -90,6 +92,19 @@ def _schema(create: Any, settings_cls: Any) -> Any:
 ingest = _schema(create_ingest, IngestSettings)
 rater = _schema(create_rater, RaterSettings)
 notifier = _schema(create_notifier, NotifierSettings)
+
+
+# Every subscription the fuzzer writes points at the discard port on loopback, where nothing
+# listens: the fuzz tenant's deliveries (and any other notifier sharing this database) must never
+# send traffic to a generated host name. URL validation has its own tests (test_urls).
+SAFE_PUSH_URL = "http://127.0.0.1:9/fuzz"
+
+
+@notifier.hook
+def map_body(context: Any, body: Any) -> Any:
+    if isinstance(body, dict) and "url" in body:
+        return {**body, "url": SAFE_PUSH_URL}
+    return body
 
 
 @rater.hook
@@ -255,3 +270,21 @@ def test_rater_answers_conform_and_never_500(case: Any, apps: dict[str, Any]) ->
 @_HYPOTHESIS
 def test_notifier_answers_conform_and_never_500(case: Any, apps: dict[str, Any]) -> None:
     _call(case, apps["notifier"])
+
+
+def test_fuzzed_subscriptions_only_ever_point_at_the_discard_port(
+    infra: Infra, apps: dict[str, Any]
+) -> None:
+    """Runs after the notifier's fuzzing (file order): the map_body hook held."""
+
+    async def urls() -> set[str]:
+        conn = await asyncpg.connect(asyncpg_dsn(infra.database_url))
+        try:
+            rows = await conn.fetch(
+                "SELECT DISTINCT url FROM subscription WHERE database_id = $1", ACCOUNT[0]
+            )
+        finally:
+            await conn.close()
+        return {r["url"] for r in rows}
+
+    assert asyncio.run(urls()) == {SAFE_PUSH_URL}

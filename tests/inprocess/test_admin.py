@@ -65,6 +65,16 @@ async def test_malformed_csv_names_the_line_and_replaces_nothing(
         (b"prefix,rate\n1,-0.5\n", "text/csv", "line 2: rate must be a non-negative number"),
         (b"prefix,rate\n1,NaN\n", "text/csv", "line 2: rate must be a non-negative number"),
         (
+            b"prefix,rate\n1,1E+25\n",
+            "text/csv",
+            "line 2: rate must be below 10^12 with at most 8 decimal places",
+        ),
+        (
+            b"prefix,rate,connect_fee\n1,1,0.000000005\n",
+            "text/csv",
+            "line 2: connect_fee must be below 10^12 with at most 8 decimal places",
+        ),
+        (
             b"prefix,rate,initial_increment\n1,1,x\n",
             "text/csv",
             "line 2: initial_increment must be a whole number >= 0",

@@ -290,3 +290,25 @@ async def test_cdrs_are_visible_only_to_their_own_tenant(
     crossed = await pipeline.notifier.get("/v1/cdrs", auth=(tenant.login, other.password))
     assert crossed.status_code == 401 and crossed.json()["code"] == 50390
     assert crossed.headers["www-authenticate"] == "Basic"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        (200, "Err=1&Errdesc=%00boom", {"content-type": "application/x-www-form-urlencoded"}),
+        (200, '{"Err":1,"Errdesc":"\\u0000boom"}', {"content-type": "application/json"}),
+    ],
+)
+async def test_a_crm_reply_carrying_a_nul_byte_is_logged_and_pushing_goes_on(
+    pipeline: Pipeline, tenant: Tenant, receiver: Receiver, reply: tuple[int, str, dict]
+) -> None:
+    """The reply's text goes into the attempt log, which PostgreSQL text cannot hold with NUL:
+    it used to stall the dispatcher for every tenant, retrying the write forever."""
+    receiver.reply = lambda n: reply if n == 1 else OK
+    await pipeline.subscribe(tenant, receiver.url)
+    assert await pipeline.submit(tenant) == "0"
+    (delivery,) = await _delivered(pipeline, tenant)
+    assert [(a["http_status"], a["error"]) for a in delivery["attempts"]] == [
+        (200, "Err=1 \\x00boom"),
+        (200, None),
+    ]

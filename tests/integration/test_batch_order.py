@@ -83,7 +83,7 @@ async def test_offsets_are_committed_only_after_the_store_commits(
     async def publish(results: list[str]) -> None:
         # What the world looks like between the store's commit and the offset commit.
         pool = engine.pool
-        checked_out = pool.checkedout() if hasattr(pool, "checkedout") else 0
+        checked_out = pool.checkedout()  # type: ignore[attr-defined]  # QueuePool
         seen_at_publish.append(
             (await _stored(infra, stage), await consumer.committed(tp), checked_out)
         )

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cdr_rater.admin.schemas import TenantUpsert
-from cdrmodel.money import fmt8, known_currency, minor_units
+from cdrmodel.money import fmt8, known_currency, minor_units, storable
 
 D = Decimal
 FIXED8 = re.compile(r"-?\d+\.\d{8}")
@@ -93,3 +93,21 @@ def test_tenant_refuses_an_unknown_currency(code: str) -> None:
     assert not known_currency(code)
     with pytest.raises(ValidationError, match="currency"):
         TenantUpsert(currency=code)
+
+
+@pytest.mark.parametrize(
+    ("value", "fits"),
+    [
+        ("0", True),
+        ("0.00000001", True),
+        ("0.000000010", True),  # trailing zero: still 8 places of value
+        ("0.000000005", False),  # a 9th place would be rounded away
+        ("999999999999.99999999", True),
+        ("1000000000000", False),
+        ("-999999999999.99999999", True),
+        ("1E+25", False),
+        ("NaN", False),
+    ],
+)
+def test_storable_is_exactly_what_numeric_20_8_holds(value: str, fits: bool) -> None:
+    assert storable(Decimal(value)) is fits

@@ -168,3 +168,32 @@ def test_call_types(destination: str, call_type: str) -> None:
     plan = plan_with([RateLine(prefix="1", rate=D("0.02")), RateLine(prefix="44", rate=D("0.1"))])
     dest = "+" + destination if destination.startswith("44") else destination
     assert rate_call(Call("100", dest, T0, 60), plan, default_package=None).call_type == call_type
+
+
+def test_a_price_beyond_numeric_20_8_is_held_unrated_not_refused_by_postgresql() -> None:
+    from datetime import UTC, datetime
+
+    from cdr_rater.handler import rate_events
+    from cdr_rater.pricing import Package, RateDeck, RateLine, TenantPlan
+    from cdrmodel.events import CdrSubmitted, new_cdr_id
+
+    # The largest rate a deck accepts, over a day-long call: far beyond 10^12.
+    line = RateLine(prefix="1", rate=Decimal("999999999999"), increment=60)
+    plan = TenantPlan(home_country="US", packages={"p": Package(None, RateDeck([line]))})
+    now = datetime.now(UTC)
+    event = CdrSubmitted(
+        cdr_id=new_cdr_id(),
+        database_id="D",
+        api_account="A",
+        received_at=now,
+        originating_number="200",
+        destination_number="16135550100",
+        start_time=now,
+        duration=86400,
+    )
+    (row,) = rate_events([event], plan, default_packages={"A": "p"}, currency="USD", now=now)
+    assert (row["rated"], row["unrated_reason"], row["total"]) == (
+        False,
+        "amount_out_of_range",
+        None,
+    )

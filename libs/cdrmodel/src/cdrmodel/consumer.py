@@ -35,7 +35,7 @@ from prometheus_client import Counter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cdrmodel.db import record_fault, rejected_event
+from cdrmodel.db import pg_text, record_fault, rejected_event
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ _ERROR_CHARS = 2000
 
 
 def _text(value: str) -> str:
-    # PostgreSQL text cannot hold NUL, and the error of a NUL-carrying record may quote it.
-    return value.replace("\x00", "\\x00")[:_ERROR_CHARS]
+    # The error of a NUL-carrying record may quote it.
+    return pg_text(value, _ERROR_CHARS)
 
 
 def describe(exc: BaseException) -> str:

@@ -324,6 +324,13 @@ def record_fault(exc: BaseException) -> bool:
     return code is not None and code.startswith(_RECORD_CLASSES)
 
 
+def pg_text(value: str, limit: int) -> str:
+    """`value` as PostgreSQL text can hold it: NUL shown as `\\x00` (text refuses NUL bytes),
+    at most `limit` characters. For text that comes from outside (a CRM's reply, an error
+    quoting a record) and is kept for people to read."""
+    return value.replace("\x00", "\\x00")[:limit]
+
+
 def sqlalchemy_url(url: str) -> str:
     """Accept plain libpq URLs too (postgres://, postgresql://): the driver is always asyncpg."""
     for scheme in ("postgresql://", "postgres://"):

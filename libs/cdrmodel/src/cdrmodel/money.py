@@ -8,6 +8,8 @@ from functools import lru_cache
 from babel.numbers import get_currency_precision, is_currency
 
 EIGHT_PLACES = Decimal("0.00000001")
+# NUMERIC(20, 8): every stored amount is below this in absolute value.
+AMOUNT_LIMIT = Decimal(10) ** 12
 ZERO = Decimal(0)
 
 
@@ -52,3 +54,14 @@ def minor_units(value: Decimal, currency: str) -> int:
     """The amount in the currency's minor unit (cents for USD), rounded half-up."""
     exponent = currency_exponent(currency)
     return int((value.scaleb(exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def storable(value: Decimal) -> bool:
+    """Fits NUMERIC(20, 8) without losing a digit: below 10^12, at most 8 decimal places."""
+    exponent = value.as_tuple().exponent
+    return (
+        value.is_finite()
+        and abs(value) < AMOUNT_LIMIT
+        and isinstance(exponent, int)
+        and (exponent >= -8 or value == value.quantize(EIGHT_PLACES))
+    )

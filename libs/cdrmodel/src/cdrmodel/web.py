@@ -102,7 +102,7 @@ def add_common_routes(app: FastAPI) -> None:
     @app.get(
         "/readyz",
         tags=["ops"],
-        summary="200 only while PostgreSQL and Kafka work",
+        summary="200 only while PostgreSQL and Kafka work and no background task has died",
         responses={200: ready_doc, 503: ready_doc},
     )
     async def readyz(request: Request) -> JSONResponse:

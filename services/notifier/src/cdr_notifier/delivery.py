@@ -25,6 +25,7 @@ from cdr_notifier import repository
 from cdr_notifier.formats import acknowledged, encode, sign
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import check_url
+from cdrmodel.db import is_transient, pg_text
 from cdrmodel.errors import CdrError
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 PUSHES = Counter("cdrflow_notifier_push_attempts_total", "Push attempts", ["outcome"])
 PUSH_SECONDS = Histogram("cdrflow_notifier_push_seconds", "Latency of push attempts")
 _MAX_RESPONSE = 64 * 1024
+_MAX_ERROR_CHARS = 2000
 
 T = TypeVar("T")
 
@@ -90,11 +92,13 @@ class Dispatcher:
             await self._retrying(self._record, attempts, updates, what="recording push outcomes")
 
     async def _retrying(self, fn: Callable[..., Awaitable[T]], *args: Any, what: str) -> T:
-        """`fn(*args)` until it succeeds: capped backoff, forever, never skipping."""
+        """`fn(*args)` until it succeeds while PostgreSQL trouble passes: capped backoff,
+        forever, never skipping. Any other failure ends the dispatcher, so its supervisor
+        reports it and the process restarts, rather than stalling every tenant's pushes."""
 
         def log_and_retry(exc: Exception) -> bool:
-            if not isinstance(exc, Exception):  # cancellation (shutdown) ends the loop
-                return False
+            if not isinstance(exc, Exception) or not is_transient(exc):
+                return False  # cancellation (shutdown) or not passing trouble
             log.error("%s failed; retrying", what, exc_info=exc)
             return True
 
@@ -159,7 +163,8 @@ class Dispatcher:
             "at": now,
             "http_status": status,
             "latency_ms": latency_ms,
-            "error": error,
+            # A CRM's reply text is quoted in `error`: it may carry bytes text cannot hold.
+            "error": None if error is None else pg_text(error, _MAX_ERROR_CHARS),
         }
         update = {
             "id": d["id"],

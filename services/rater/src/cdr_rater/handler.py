@@ -15,6 +15,7 @@ from typing import Any
 
 from cdr_rater.pricing import Call, Rating, TenantPlan, party_number, rate_call
 from cdrmodel.events import CdrRated, CdrSubmitted
+from cdrmodel.money import storable
 from cdrmodel.record import render_record
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,16 @@ def _row(event: CdrSubmitted, rating: Rating, *, currency: str, now: datetime) -
 def _rate(cdr_id: uuid.UUID, call: Call, plan: TenantPlan, default_package: str | None) -> Rating:
     """Rating never stops a batch: a fault in it holds the record unrated, to be re-rated."""
     try:
-        return rate_call(call, plan, default_package=default_package)
+        rating = rate_call(call, plan, default_package=default_package)
     except (ArithmeticError, ValueError) as exc:
         log.error("rating %s failed: %r", cdr_id, exc)
         return Rating(rated=False, unrated_reason="rating_error")
+    if not all(storable(v) for v in (rating.total, rating.cost) if v is not None):
+        # A price NUMERIC(20, 8) cannot hold: kept unrated (fix the deck, then re-rate),
+        # never a record PostgreSQL refuses.
+        log.error("rating %s gave an amount beyond 10^12: held unrated", cdr_id)
+        return Rating(rated=False, unrated_reason="amount_out_of_range")
+    return rating
 
 
 def _call(event: CdrSubmitted) -> Call:

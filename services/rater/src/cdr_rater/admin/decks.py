@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cdrmodel.errors import Unprocessable
+from cdrmodel.money import storable
 
 COLUMNS = (
     "prefix",
@@ -32,6 +33,8 @@ def _decimal(value: Any, name: str) -> Decimal:
         raise ValueError(f"{name} {value!r} is not a decimal number") from None
     if not out.is_finite() or out < 0:
         raise ValueError(f"{name} must be a non-negative number")
+    if not storable(out):  # money: NUMERIC(20, 8), nothing silently rounded away
+        raise ValueError(f"{name} must be below 10^12 with at most 8 decimal places")
     return out
 
 
