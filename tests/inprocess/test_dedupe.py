@@ -21,6 +21,8 @@ from cdr_ingest.publisher import Publisher
 from cdr_ingest.settings import IngestSettings
 from cdrmodel.db import make_engine
 from cdrmodel.events import CdrSubmitted, new_cdr_id
+from cdrmodel.kafka import SUBMITTED, KafkaClient, make_producer, topic_name
+from cdrmodel.supervisor import Supervisor
 from tests.conftest import Infra
 from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant, wait_for
 from tests.inprocess.conftest import Pipeline
@@ -125,12 +127,8 @@ async def test_100_concurrent_identical_submissions_answer_one_0_and_store_one(
     assert rows[0]["n"] == 1
 
 
-async def test_unacknowledged_key_is_answered_0_with_its_cdr_id_and_stored_once(
-    pipeline: Pipeline, tenant: Tenant
-) -> None:
-    # A key whose first produce failed (or whose answer was lost): its row names a cdr_id,
-    # never acknowledged. The retry produces that very id and is answered 0, not 50421.
-    event = CdrSubmitted(
+def _event(tenant: Tenant, external_id: str) -> CdrSubmitted:
+    return CdrSubmitted(
         cdr_id=new_cdr_id(),
         database_id=tenant.database_id,
         api_account=tenant.account,
@@ -138,8 +136,37 @@ async def test_unacknowledged_key_is_answered_0_with_its_cdr_id_and_stored_once(
         originating_number="100",
         destination_number="16138220000",
         duration=90,
-        external_id="retry1",
+        external_id=external_id,
     )
+
+
+async def test_publish_many_reports_failure_when_not_connected_or_too_slow(
+    infra: Infra, pipeline: Pipeline, tenant: Tenant
+) -> None:
+    topic = topic_name(SUBMITTED, pipeline.namespace)
+    events = [_event(tenant, "p1"), _event(tenant, "p2")]
+    never = KafkaClient(lambda: make_producer(infra.bootstrap), name="unstarted")
+    assert await Publisher(never, topic, timeout=5).publish_many(events) == [False, False]
+    supervisor = Supervisor("test")
+    client = KafkaClient(lambda: make_producer(infra.bootstrap), name="producer")
+    client.begin(supervisor)
+    try:
+        await asyncio.wait_for(client.get(), timeout=30)
+        # No broker acknowledges within a microsecond: every record is reported failed.
+        slow = Publisher(client, topic, timeout=1e-6)
+        assert await slow.publish_many(events) == [False, False]
+        assert await Publisher(client, topic, timeout=10).publish_many(events) == [True, True]
+    finally:
+        await supervisor.stop()
+        await client.close()
+
+
+async def test_unacknowledged_key_is_answered_0_with_its_cdr_id_and_stored_once(
+    pipeline: Pipeline, tenant: Tenant
+) -> None:
+    # A key whose first produce failed (or whose answer was lost): its row names a cdr_id,
+    # never acknowledged. The retry produces that very id and is answered 0, not 50421.
+    event = _event(tenant, "retry1")
     key = key_for(event, start_given=False)
     assert key is not None and key.kind == KIND_EXTERNAL_ID
     await pipeline.sql(

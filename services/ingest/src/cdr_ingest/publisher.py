@@ -28,20 +28,6 @@ class Publisher:
         self._topic = topic
         self._timeout = timeout
 
-    async def publish(self, event: CdrSubmitted) -> None:
-        producer = self._producer.client
-        if producer is None:
-            raise PublishFailed("not connected to Kafka yet")
-        value = event.model_dump_json().encode()
-        try:
-            async with asyncio.timeout(self._timeout):
-                await producer.send_and_wait(
-                    self._topic, value=value, key=event.database_id.encode()
-                )
-        except (TimeoutError, KafkaError, OSError) as exc:
-            log.warning("publish failed: %r", exc)
-            raise PublishFailed(str(exc)) from exc
-
     async def publish_many(self, events: Sequence[CdrSubmitted]) -> list[bool]:
         """All events in one produce round trip (the producer batches what is sent together);
         True for each the broker acknowledged within the timeout."""
