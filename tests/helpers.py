@@ -92,17 +92,21 @@ class Tenant:
         return params
 
 
-async def create_tenant(rater: str | httpx.AsyncClient, *, timezone: str = "UTC") -> Tenant:
+async def create_tenant(
+    rater: str | httpx.AsyncClient, *, timezone: str = "UTC", daily_limit: int | None = None
+) -> Tenant:
     """A fresh tenant (own DatabaseID) with an account, a package+route deck, extension 100.
 
-    `rater` is the rater's URL, or a client already pointed at it (the in-process tier)."""
+    `rater` is the rater's URL, or a client already pointed at it (the in-process tier). The
+    account has no daily limit unless `daily_limit` is given (streams of thousands are tested).
+    """
     tenant = Tenant(unique_id("DB"), "ACC", "pw-" + uuid.uuid4().hex[:8])
     headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     if isinstance(rater, httpx.AsyncClient):
-        await _configure_tenant(rater, "", headers, tenant, timezone)
+        await _configure_tenant(rater, "", headers, tenant, timezone, daily_limit)
     else:
         async with httpx.AsyncClient(timeout=30) as client:
-            await _configure_tenant(client, rater, headers, tenant, timezone)
+            await _configure_tenant(client, rater, headers, tenant, timezone, daily_limit)
     return tenant
 
 
@@ -112,13 +116,17 @@ async def _configure_tenant(
     headers: dict[str, str],
     tenant: Tenant,
     timezone: str,
+    daily_limit: int | None,
 ) -> None:
     base = f"{rater_url}/v1/admin/tenants/{tenant.database_id}"
     steps: list[tuple[str, Any]] = [
         ("", {"name": "test", "timezone": timezone, "country": "US"}),
         (f"/routes/{tenant.route}", {"name": "route"}),
         (f"/packages/{tenant.package}", {"name": "pkg", "route": tenant.route}),
-        (f"/api-accounts/{tenant.account}", {"password": tenant.password}),
+        (
+            f"/api-accounts/{tenant.account}",
+            {"password": tenant.password, "daily_limit": daily_limit},
+        ),
         ("/extensions/100", {"package": tenant.package, "account": "100000_VoIP"}),
     ]
     for path, body in steps:

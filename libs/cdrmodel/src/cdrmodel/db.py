@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKeyConstraint,
     Index,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Numeric,
     PrimaryKeyConstraint,
     Sequence,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -262,6 +264,38 @@ rejected_event = Table(
     # A batch replayed after a crash finds its rejections already kept and adds none.
     UniqueConstraint("stage", "topic", "partition", "offset"),
     Index(None, "stage", "id"),
+)
+
+
+# Ingest dedupe (contract §2 "Duplicate"): one row per submitted key, kept CDR_DEDUPE_DAYS.
+# `key_hash` is sha256 of the canonical key (ExternalID, or the natural key); the row keeps
+# the cdr_id first given to it so a retry of a never-acknowledged key re-produces that id.
+ingest_key = Table(
+    "ingest_key",
+    metadata,
+    Column("database_id", Text, nullable=False),
+    Column("key_hash", BYTEA, nullable=False),
+    Column("kind", SmallInteger, nullable=False),  # 1 ExternalID, 2 natural key
+    Column("cdr_id", UUID(as_uuid=True), nullable=False),
+    Column("api_account", Text, nullable=False),
+    _ts("created_at"),
+    # Null until a client was answered 0 for it: only then is a resubmission a 50421.
+    Column("acknowledged_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("database_id", "key_hash"),
+    Index(None, "created_at"),
+)
+
+# Ingest daily limits (contract §2 "Daily limit"): records accepted per API account and
+# calendar day in the tenant's zone, raised by a conditional increment at admission.
+ingest_usage = Table(
+    "ingest_usage",
+    metadata,
+    Column("database_id", Text, nullable=False),
+    Column("api_account", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("used", Integer, nullable=False),
+    PrimaryKeyConstraint("database_id", "api_account", "day"),
+    Index(None, "day"),
 )
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from cdr_ingest.dedupe import Submitter
 from cdr_ingest.deps import IngestLifespanState, IngestState
+from cdr_ingest.pruner import Pruner
 from cdr_ingest.publisher import Publisher
+from cdr_ingest.repository import PgKeyStore
 from cdr_ingest.routes import router
 from cdr_ingest.settings import IngestSettings
 from cdrmodel.db import make_engine
@@ -21,7 +25,10 @@ from cdrmodel.web import OpsState, build_app, database_check
 log = logging.getLogger("cdr_ingest")
 
 
-def create_app(settings: IngestSettings | None = None) -> FastAPI:
+def create_app(
+    settings: IngestSettings | None = None, *, clock: Callable[[], datetime] | None = None
+) -> FastAPI:
+    """The ingest app; `clock` (the arrival time) is for tests that cross a tenant's midnight."""
     settings = settings or IngestSettings()
 
     @asynccontextmanager
@@ -31,15 +38,26 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         producer = KafkaClient(lambda: make_producer(settings.kafka_bootstrap), name="producer")
         producer.begin(supervisor)
         probe = KafkaProbe(settings.kafka_bootstrap)
+        publisher = Publisher(
+            producer,
+            topic_name(SUBMITTED, settings.topic_namespace),
+            timeout=settings.produce_timeout,
+        )
         state = IngestState(
             engine=engine,
             directory=PrincipalDirectory(engine),
-            publisher=Publisher(
-                producer,
-                topic_name(SUBMITTED, settings.topic_namespace),
-                timeout=settings.produce_timeout,
-            ),
+            publisher=publisher,
+            submitter=Submitter(PgKeyStore(engine), publisher),
+            clock=clock or (lambda: datetime.now(UTC)),
         )
+        pruner = Pruner(
+            engine,
+            keep_days=settings.dedupe_days,
+            batch=settings.dedupe_prune_batch,
+            pause=settings.dedupe_prune_pause,
+            interval=settings.dedupe_prune_interval,
+        )
+        supervisor.spawn("dedupe-pruner", pruner.run())
         ops = OpsState(
             admin_token=settings.admin_token,
             engine=engine,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cdr_ingest.dedupe import Submitter
 from cdr_ingest.publisher import Publisher
 from cdrmodel.principals import PrincipalDirectory
 from cdrmodel.web import OpsState
@@ -17,6 +20,9 @@ class IngestState:
     engine: AsyncEngine
     directory: PrincipalDirectory
     publisher: Publisher
+    submitter: Submitter
+    # The arrival time (and so the daily limit's day); tests move it across midnight.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 class IngestLifespanState(TypedDict):

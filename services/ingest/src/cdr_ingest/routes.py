@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,9 +9,9 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
+from cdr_ingest.dedupe import key_for
 from cdr_ingest.deps import IngestState
-from cdr_ingest.publisher import PublishFailed
-from cdr_ingest.service import ACCEPTED, UNAVAILABLE, Rejected, build_compat_event
+from cdr_ingest.service import UNAVAILABLE, Rejected, build_compat_event
 from cdrmodel.principals import AuthError
 
 router = APIRouter()
@@ -96,14 +95,22 @@ async def api_submitcdr(request: Request) -> PlainTextResponse:
         principal = await state.directory.authenticate(
             params.get("databaseid"), params.get("apiaccountid"), params.get("apipassword")
         )
-        event = build_compat_event(params, principal, now=datetime.now(UTC))
+        now = state.clock()
+        event = build_compat_event(params, principal, now=now)
     except (AuthError, Rejected) as exc:
         assert exc.code is not None
         return _answer(exc.code)
     except (SQLAlchemyError, OSError):
         return _answer(UNAVAILABLE)  # PostgreSQL unreachable: nothing stored, retry later
-    try:
-        await state.publisher.publish(event)
-    except PublishFailed:
-        return _answer(UNAVAILABLE)
-    return _answer(ACCEPTED)
+    start_given = bool(params.get("startdatetime", "").strip())
+    # The batch decision with a list of one: one admit statement, one produce, one mark.
+    (outcome,) = await state.submitter.submit(
+        database_id=principal.database_id,
+        api_account=principal.api_account_id,
+        timezone=principal.timezone,
+        daily_limit=principal.daily_limit,
+        events=[event],
+        keys=[key_for(event, start_given=start_given)],
+        now=now,
+    )
+    return _answer(outcome.code)

@@ -12,3 +12,13 @@ class IngestSettings(CommonSettings):
     produce_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for the broker's ack before answering 50503."
     )
+    dedupe_days: int = Field(
+        90, ge=1, le=3650, description="Days a submitted key is recognised as a duplicate (50421)."
+    )
+    dedupe_prune_batch: int = Field(
+        1000, ge=1, le=100000, description="Expired keys deleted per pruning statement."
+    )
+    dedupe_prune_pause: float = Field(0.1, ge=0, description="Seconds between two pruning batches.")
+    dedupe_prune_interval: float = Field(
+        600.0, gt=0, description="Seconds between two pruning passes."
+    )

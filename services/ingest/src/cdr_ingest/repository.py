@@ -1,0 +1,192 @@
+"""Ingest's SQL: dedupe keys and daily-limit counters (tables ingest_key, ingest_usage)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cdr_ingest.dedupe import Admission, Admitted, Candidate, Unavailable, allocate
+
+log = logging.getLogger(__name__)
+
+# One statement: insert the keys (or find them: the no-op DO UPDATE returns the row however
+# recently it was committed, which a plain SELECT in the same statement would not see), and
+# reserve the slots the new keys and keyless records need with a conditional increment. A key
+# is new exactly when it came back with the cdr_id proposed for it. Keys go in sorted order
+# so two batches sharing keys cannot deadlock.
+_ADMIT = text("""
+WITH input AS (
+    SELECT * FROM unnest(CAST(:hashes AS bytea[]), CAST(:kinds AS smallint[]),
+                         CAST(:ids AS uuid[])) AS t(key_hash, kind, cdr_id)
+), k AS (
+    INSERT INTO ingest_key AS k (database_id, key_hash, kind, cdr_id, api_account)
+    SELECT :db, key_hash, kind, cdr_id, :acct FROM input ORDER BY key_hash
+    ON CONFLICT (database_id, key_hash) DO UPDATE SET kind = k.kind
+    RETURNING k.key_hash, k.cdr_id, k.acknowledged_at IS NOT NULL AS acknowledged
+), need AS (
+    SELECT CAST(:keyless AS integer)
+           + (SELECT count(*) FROM k JOIN input USING (key_hash, cdr_id)) AS n
+), u AS (
+    INSERT INTO ingest_usage AS u (database_id, api_account, day, used)
+    SELECT :db, :acct, :day, n FROM need WHERE :limited AND n > 0 AND n <= :limit
+    ON CONFLICT (database_id, api_account, day) DO UPDATE SET used = u.used + EXCLUDED.used
+        WHERE u.used + EXCLUDED.used <= :limit
+    RETURNING used
+)
+SELECT (SELECT n FROM need) AS needed, (SELECT count(*) FROM u) AS reserved,
+       k.key_hash, k.cdr_id, k.acknowledged
+FROM (SELECT 1) AS one LEFT JOIN k ON true
+""")
+
+# Over the limit: lock the day's row (created if missing) and read its latest count.
+_LOCK_USAGE = text("""
+INSERT INTO ingest_usage AS u (database_id, api_account, day, used) VALUES (:db, :acct, :day, 0)
+ON CONFLICT (database_id, api_account, day) DO UPDATE SET used = u.used
+RETURNING used
+""")
+
+_SETTLE = text("""
+WITH refused AS (
+    DELETE FROM ingest_key WHERE database_id = :db AND key_hash = ANY(CAST(:refused AS bytea[]))
+)
+UPDATE ingest_usage SET used = used + :granted
+WHERE database_id = :db AND api_account = :acct AND day = :day
+""")
+
+_ACKNOWLEDGE = text("""
+UPDATE ingest_key SET acknowledged_at = now()
+WHERE database_id = :db AND key_hash = ANY(CAST(:hashes AS bytea[])) AND acknowledged_at IS NULL
+RETURNING key_hash
+""")
+
+_RELEASE = text("""
+UPDATE ingest_usage SET used = greatest(used - :n, 0)
+WHERE database_id = :db AND api_account = :acct AND day = :day
+""")
+
+_PRUNE_KEYS = text("""
+DELETE FROM ingest_key WHERE (database_id, key_hash) IN (
+    SELECT database_id, key_hash FROM ingest_key WHERE created_at < :cutoff
+    LIMIT :n FOR UPDATE SKIP LOCKED
+)
+""")
+
+_PRUNE_USAGE = text("""
+DELETE FROM ingest_usage WHERE (database_id, api_account, day) IN (
+    SELECT database_id, api_account, day FROM ingest_usage WHERE day < :cutoff
+    LIMIT :n FOR UPDATE SKIP LOCKED
+)
+""")
+
+
+class PgKeyStore:
+    """The dedupe and limit KeyStore on PostgreSQL; any trouble reaching it is Unavailable."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def admit(
+        self,
+        *,
+        database_id: str,
+        api_account: str,
+        day: date,
+        limit: int | None,
+        candidates: Sequence[Candidate],
+    ) -> list[Admission]:
+        keyed = [c for c in candidates if c.key is not None]
+        params = {
+            "db": database_id,
+            "acct": api_account,
+            "day": day,
+            "limited": limit is not None,
+            "limit": limit or 0,
+            "keyless": len(candidates) - len(keyed),
+            "hashes": [c.key.digest for c in keyed if c.key is not None],
+            "kinds": [c.key.kind for c in keyed if c.key is not None],
+            "ids": [c.cdr_id for c in keyed],
+        }
+        try:
+            async with self._engine.begin() as conn:
+                rows = (await conn.execute(_ADMIT, params)).all()
+                found = {r.key_hash: (r.cdr_id, r.acknowledged) for r in rows if r.key_hash}
+                admissions = []
+                needs_slot = []
+                for c in candidates:
+                    if c.key is None:
+                        admissions.append(Admission(Admitted.NEW, c.cdr_id))
+                        needs_slot.append(True)
+                        continue
+                    cdr_id, acknowledged = found[c.key.digest]
+                    if cdr_id == c.cdr_id:
+                        status = Admitted.NEW
+                    else:
+                        status = Admitted.ACKNOWLEDGED if acknowledged else Admitted.PENDING
+                    admissions.append(Admission(status, cdr_id))
+                    needs_slot.append(status is Admitted.NEW)
+                needed, reserved = rows[0].needed, rows[0].reserved
+                if limit is None or needed == 0 or reserved:
+                    return admissions
+                return await _over_limit(conn, params, limit, candidates, admissions, needs_slot)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("dedupe admission failed: %r", exc)
+            raise Unavailable(str(exc)) from exc
+
+    async def acknowledge(self, *, database_id: str, digests: Sequence[bytes]) -> set[bytes]:
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(_ACKNOWLEDGE, {"db": database_id, "hashes": digests})
+                return {row.key_hash for row in result}
+        except (SQLAlchemyError, OSError) as exc:
+            raise Unavailable(str(exc)) from exc
+
+    async def release(self, *, database_id: str, api_account: str, day: date, count: int) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    _RELEASE, {"db": database_id, "acct": api_account, "day": day, "n": count}
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise Unavailable(str(exc)) from exc
+
+
+async def _over_limit(
+    conn: AsyncConnection,
+    params: dict[str, object],
+    limit: int,
+    candidates: Sequence[Candidate],
+    admissions: list[Admission],
+    needs_slot: list[bool],
+) -> list[Admission]:
+    """The reservation did not fit: with the day's row locked, grant what is left in order,
+    drop the refused new keys, and count the granted ones (same transaction)."""
+    used = (await conn.execute(_LOCK_USAGE, params)).scalar_one()
+    granted = allocate(needs_slot, max(limit - used, 0))
+    refused: list[bytes] = []
+    count = 0
+    for n, (c, ok) in enumerate(zip(candidates, granted, strict=True)):
+        if not ok:
+            admissions[n] = Admission(Admitted.OVER_LIMIT, c.cdr_id)
+            if c.key is not None:
+                refused.append(c.key.digest)
+        elif needs_slot[n]:
+            count += 1
+    await conn.execute(_SETTLE, {**params, "refused": refused, "granted": count})
+    return admissions
+
+
+async def prune_keys(conn: AsyncConnection, *, cutoff: datetime, limit: int) -> int:
+    """Deletes at most `limit` keys created before `cutoff`; returns how many."""
+    result = await conn.execute(_PRUNE_KEYS, {"cutoff": cutoff, "n": limit})
+    return result.rowcount  # type: ignore[attr-defined, no-any-return]
+
+
+async def prune_usage(conn: AsyncConnection, *, cutoff: date, limit: int) -> int:
+    """Deletes at most `limit` daily counters of days before `cutoff`; returns how many."""
+    result = await conn.execute(_PRUNE_USAGE, {"cutoff": cutoff, "n": limit})
+    return result.rowcount  # type: ignore[attr-defined, no-any-return]
