@@ -94,7 +94,10 @@ async def api_submitcdr(request: Request) -> PlainTextResponse:
     params = await _params(request)
     try:
         principal = await state.directory.authenticate(
-            params.get("databaseid"), params.get("apiaccountid"), params.get("apipassword")
+            params.get("databaseid"),
+            params.get("apiaccountid"),
+            params.get("apipassword"),
+            client=request.client.host if request.client else None,
         )
         event = build_compat_event(params, principal, now=datetime.now(UTC))
     except (AuthError, Rejected) as exc:
