@@ -188,8 +188,9 @@ class PrincipalDirectory:
     ) -> Principal:
         """Checks in the contract's order; raises AuthError carrying the failing code.
 
-        `client` is the caller's address (`request.client.host`; never a forwarded header,
-        which the caller chooses). After repeated wrong passwords for this account from this
+        `client` is the caller's address: `request.client.host`, which uvicorn takes from
+        X-Forwarded-For only for trusted proxies; never a header read here, which any caller
+        could set. After repeated wrong passwords for this account from this
         address, the password is not checked for a while: the answer is 50390 whatever it is.
         Without an address, all such callers of an account share one budget.
         """
