@@ -93,7 +93,10 @@ async def api_submitcdr(request: Request) -> PlainTextResponse:
     params = await _params(request)
     try:
         principal = await state.directory.authenticate(
-            params.get("databaseid"), params.get("apiaccountid"), params.get("apipassword")
+            params.get("databaseid"),
+            params.get("apiaccountid"),
+            params.get("apipassword"),
+            client=request.client.host if request.client else None,
         )
         now = state.clock()
         event = build_compat_event(params, principal, now=now)

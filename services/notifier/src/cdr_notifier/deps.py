@@ -50,7 +50,8 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
             decoded = ""
         login, _, password = decoded.partition(":")
     database_id, account_id = split_login(login or "")
-    return await state.directory.authenticate(database_id, account_id, password)
+    client = request.client.host if request.client else None
+    return await state.directory.authenticate(database_id, account_id, password, client=client)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
