@@ -100,6 +100,9 @@ class PgKeyStore:
         candidates: Sequence[Candidate],
     ) -> list[Admission]:
         keyed = [c for c in candidates if c.key is not None]
+        if not keyed and limit is None:
+            # Nothing to remember and nothing to count: no round trip at all.
+            return [Admission(Admitted.NEW, c.cdr_id) for c in candidates]
         params = {
             "db": database_id,
             "acct": api_account,
