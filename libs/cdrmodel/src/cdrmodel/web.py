@@ -38,6 +38,15 @@ class OpsState:
     checks: dict[str, Check] = field(default_factory=dict)
 
 
+def service_ops(
+    *, admin_token: str, engine: AsyncEngine, kafka: Check, tasks: Check, **clients: Check
+) -> OpsState:
+    """The OpsState every service builds: the readiness checks database, kafka, then each of
+    `clients` (producer, consumer: connected yet?), then tasks (no background task died)."""
+    checks = {"database": database_check(engine), "kafka": kafka, **clients, "tasks": tasks}
+    return OpsState(admin_token=admin_token, engine=engine, checks=checks)
+
+
 def ops_state(request: Request) -> OpsState:
     """The app's OpsState (lifespan state); 503 before the lifespan has run."""
     ops = getattr(request.state, "ops", None)

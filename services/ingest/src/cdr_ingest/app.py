@@ -20,7 +20,7 @@ from cdrmodel.db import make_engine
 from cdrmodel.kafka import SUBMITTED, KafkaClient, KafkaProbe, make_producer, topic_name
 from cdrmodel.principals import PrincipalDirectory
 from cdrmodel.supervisor import Supervisor
-from cdrmodel.web import OpsState, build_app, database_check
+from cdrmodel.web import build_app, service_ops
 
 log = logging.getLogger("cdr_ingest")
 
@@ -58,15 +58,12 @@ def create_app(
             interval=settings.dedupe_prune_interval,
         )
         supervisor.spawn("dedupe-pruner", pruner.run())
-        ops = OpsState(
+        ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,
-            checks={
-                "database": database_check(engine),
-                "kafka": probe.check,
-                "producer": producer.connected,
-                "tasks": supervisor.check,
-            },
+            kafka=probe.check,
+            producer=producer.connected,
+            tasks=supervisor.check,
         )
         log.info("ingest ready on %s:%s", settings.host, settings.port)
         try:

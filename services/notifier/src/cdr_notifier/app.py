@@ -21,7 +21,7 @@ from cdrmodel.db import make_engine
 from cdrmodel.kafka import RATED, KafkaClient, KafkaProbe, make_consumer, run_batches, topic_name
 from cdrmodel.principals import PrincipalDirectory
 from cdrmodel.supervisor import Supervisor
-from cdrmodel.web import OpsState, build_app, database_check
+from cdrmodel.web import build_app, service_ops
 
 log = logging.getLogger("cdr_notifier")
 
@@ -57,15 +57,12 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
         supervisor.spawn("recorder", record_deliveries())
         supervisor.spawn("dispatcher", Dispatcher(engine, session, settings, wake).run())
-        ops = OpsState(
+        ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,
-            checks={
-                "database": database_check(engine),
-                "kafka": probe.check,
-                "consumer": consumer.connected,
-                "tasks": supervisor.check,
-            },
+            kafka=probe.check,
+            consumer=consumer.connected,
+            tasks=supervisor.check,
         )
         state = NotifierState(
             engine=engine,

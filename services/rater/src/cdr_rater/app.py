@@ -24,7 +24,7 @@ from cdrmodel.kafka import (
     topic_name,
 )
 from cdrmodel.supervisor import Supervisor
-from cdrmodel.web import OpsState, build_app, database_check
+from cdrmodel.web import build_app, service_ops
 
 log = logging.getLogger("cdr_rater")
 
@@ -59,16 +59,13 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
                 batch=settings.rater_batch,
             ),
         )
-        ops = OpsState(
+        ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,
-            checks={
-                "database": database_check(engine),
-                "kafka": probe.check,
-                "producer": producer.connected,
-                "consumer": consumer.connected,
-                "tasks": supervisor.check,
-            },
+            kafka=probe.check,
+            producer=producer.connected,
+            consumer=consumer.connected,
+            tasks=supervisor.check,
         )
         log.info("rater ready on %s:%s", settings.host, settings.port)
         try:
