@@ -6,11 +6,14 @@ import asyncio
 import inspect
 import time
 import uuid
+import xmlrpc.client
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import httpx
+import orjson
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -197,3 +200,14 @@ class Receiver:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def decode_push(fmt: str, body: bytes) -> dict[str, Any]:
+    """A push body back into its fields: JSON object, form (one value per name) or XML-RPC
+    struct (the one parameter of the methodCall)."""
+    if fmt == "json":
+        return dict(orjson.loads(body))
+    if fmt == "form":
+        return {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+    params, _method = xmlrpc.client.loads(body.decode())
+    return dict(params[0])

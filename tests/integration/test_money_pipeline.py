@@ -3,13 +3,10 @@ each push format, and currencies with 0 and 3 minor-unit places."""
 
 from __future__ import annotations
 
-import xmlrpc.client
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
-import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -22,6 +19,7 @@ from tests.helpers import (
     Receiver,
     Tenant,
     create_tenant,
+    decode_push,
     verify_signature,
     wait_for,
 )
@@ -93,15 +91,6 @@ async def _listed(stack: Stack, tenant: Tenant, count: int) -> dict[str, dict[st
     return await wait_for(probe, timeout=60, what=f"{count} records in /v1/cdrs")
 
 
-def _decode(fmt: str, body: bytes) -> dict[str, Any]:
-    if fmt == "json":
-        return dict(orjson.loads(body))
-    if fmt == "form":
-        return {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
-    params, _method = xmlrpc.client.loads(body.decode())
-    return dict(params[0])
-
-
 async def test_free_and_tiny_amounts_are_fixed_point_in_the_list_and_every_push_format(
     infra: Infra, stack: Stack, tenant: Tenant
 ) -> None:
@@ -144,7 +133,7 @@ async def test_free_and_tiny_amounts_are_fixed_point_in_the_list_and_every_push_
             for headers, body in receiver.requests:
                 assert verify_signature(secrets[fmt], headers, body), fmt
                 assert b"E-" not in body, body
-                fields = _decode(fmt, body)
+                fields = decode_push(fmt, body)
                 pushed[fields["external_id"]] = fields
             assert pushed["busy"]["total"] == pushed["unanswered"]["total"] == "0.00000000"
             assert pushed["busy"]["cost"] == "0.00000000"

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import uuid
-import xmlrpc.client
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs
 
-import orjson
 import pytest
 
 from cdr_notifier.formats import encode
 from cdrmodel.record import render_record
+from tests.helpers import decode_push
 
 D = Decimal
 
@@ -78,15 +76,6 @@ CASES = [
 IDS = [case[0] for case in CASES]
 
 
-def _decode(fmt: str, body: bytes) -> dict[str, Any]:
-    if fmt == "json":
-        return dict(orjson.loads(body))
-    if fmt == "form":
-        return {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
-    params, _method = xmlrpc.client.loads(body.decode())
-    return dict(params[0])
-
-
 @pytest.mark.parametrize(("_case", "money", "strings", "price"), CASES, ids=IDS)
 def test_render_record_money(
     _case: str, money: dict[str, Any], strings: tuple[str | None, ...], price: int
@@ -103,7 +92,7 @@ def test_each_push_format_carries_fixed_point_money(
 ) -> None:
     body, _content_type = encode(fmt, render_record(row(**money)), xmlrpc_method="cdr.notify")
     assert b"E-" not in body and b"E+" not in body
-    fields = _decode(fmt, body)
+    fields = decode_push(fmt, body)
     rate, total, cost = strings
     assert fields["rate"] == rate and fields["total"] == total
     # form flattens None to ""; JSON and XML-RPC (allow_none) keep null / nil.
