@@ -64,6 +64,7 @@ async def test_malformed_csv_names_the_line_and_replaces_nothing(
         (b"prefix,rate\n1,\n", "text/csv", "line 2: rate missing"),
         (b"prefix,rate\n1,-0.5\n", "text/csv", "line 2: rate must be a non-negative number"),
         (b"prefix,rate\n1,NaN\n", "text/csv", "line 2: rate must be a non-negative number"),
+        (b"\r0", "text/csv", "line 1: not readable as CSV"),  # found by the fuzzer: was 500
         (
             b"prefix,rate\n1,1E+25\n",
             "text/csv",

@@ -113,13 +113,20 @@ def parse_deck(body: bytes, content_type: str) -> list[dict[str, Any]]:
         except UnicodeDecodeError:
             raise Unprocessable("CSV deck must be UTF-8") from None
         reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "prefix" not in [f.strip().lower() for f in reader.fieldnames]:
-            raise Unprocessable("line 1: CSV header must name at least prefix and rate")
         rows = []
-        for row in reader:
-            if None in row:
-                raise Unprocessable(f"line {reader.line_num}: more fields than the header")
-            rows.append((reader.line_num, row))
+        try:  # the csv module raises csv.Error on input it cannot split (a bare CR, NUL)
+            if not reader.fieldnames or "prefix" not in [
+                f.strip().lower() for f in reader.fieldnames
+            ]:
+                raise Unprocessable("line 1: CSV header must name at least prefix and rate")
+            for row in reader:
+                if None in row:
+                    raise Unprocessable(f"line {reader.line_num}: more fields than the header")
+                rows.append((reader.line_num, row))
+        except csv.Error as exc:
+            raise Unprocessable(
+                f"line {reader.line_num or 1}: not readable as CSV: {exc}"
+            ) from None
         where = "line"
     lines, errors = [], []
     for number, raw in rows:

@@ -1,0 +1,294 @@
+"""`POST /v1/cdrs` bodies: one JSON object, an array, or NDJSON, in contract or seed-003 names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from cdr_ingest.parsing.common import (
+    DIRECTION_INVALID,
+    DIRECTIONS,
+    DISPOSITION_INVALID,
+    EXTRA_INVALID,
+    NOT_AN_OBJECT,
+    BodyUnreadable,
+    Parsed,
+    ParseResult,
+    Refused,
+    account_code,
+    check_body_size,
+    check_extra,
+    check_record_count,
+    epoch_start,
+    make_event,
+    pbx_id,
+    ring_seconds,
+    start_fields,
+    text,
+)
+from cdr_ingest.service import (
+    DESTINATION_INVALID,
+    DESTINATION_LIMIT,
+    DISPOSITIONS,
+    EXTERNAL_ID_INVALID,
+    EXTERNAL_ID_LIMIT,
+    ORIGIN_INVALID,
+    ORIGIN_LIMIT,
+    Rejected,
+    default_disposition,
+    parse_duration,
+    parse_start_time,
+)
+from cdrmodel.events import CdrSubmitted
+from cdrmodel.principals import Principal
+
+NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+
+CONTRACT_FIELDS = frozenset(
+    {
+        "originating_number",
+        "destination_number",
+        "start_time",
+        "duration",
+        "account_code",
+        "external_id",
+        "disposition",
+        "ring_seconds",
+        "direction",
+        "extra",
+    }
+)
+# Seed-003 names taken into event fields; the rest of such a record (type, status, did,
+# record, queue fields, ...) is kept in `extra`, where the stored record shows it again.
+_SEED_MAPPED = frozenset({"caller", "target", "time", "duration", "ivruniqueid", "dialtime"})
+_SEED_MARKERS = ("caller", "target", "ivruniqueid")
+_SEED_KNOWN = _SEED_MAPPED | {"account_code", "extra"}
+
+# Seed-003 statuses as our dispositions; an unknown status keeps the duration rule.
+SEED_STATUS = {
+    "ANSWER": "ANSWERED",
+    "VOICEMAIL": "ANSWERED",
+    "TE": "ANSWERED",  # an IVR recording played: the line was answered
+    "NOANSWER": "NO ANSWER",
+    "CANCEL": "NO ANSWER",
+    "ABANDONE": "NO ANSWER",
+    "VOEND": "NO ANSWER",
+    "NOTDIALED": "NO ANSWER",
+    "BUSY": "BUSY",
+    "CONGESTION": "CONGESTION",
+    "CHANUNAVAIL": "FAILED",
+    "INVALIDARGS": "FAILED",
+    "SSWPREAUTH": "FAILED",
+    "NOTCALLED": "FAILED",
+}
+_INBOUND_TYPES = frozenset(
+    {"incoming call", "queue", "click 2 ivr incoming", "click 2 queue incoming", "voicemail"}
+)
+
+
+def is_ndjson(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() in NDJSON_TYPES
+
+
+def parse_native(
+    body: bytes, *, content_type: str | None, principal: Principal, now: datetime
+) -> list[ParseResult]:
+    """One result per record, in order. Raises BodyTooLarge (413) or BodyUnreadable (400)."""
+    check_body_size(body)
+    records: list[Any]
+    if is_ndjson(content_type):
+        return _parse_ndjson(body, principal=principal, now=now)
+    if not body.strip():
+        raise BodyUnreadable("body is empty; send a JSON object, an array or NDJSON")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        hint = " (NDJSON is sent as application/x-ndjson)" if b"\n{" in body else ""
+        raise BodyUnreadable(f"body is not JSON: {exc}{hint}") from None
+    records = value if isinstance(value, list) else [value]
+    check_record_count(len(records))
+    tz = principal.timezone
+    return [parse_record(r, principal=principal, now=now, timezone=tz) for r in records]
+
+
+def _parse_ndjson(body: bytes, *, principal: Principal, now: datetime) -> list[ParseResult]:
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    check_record_count(len(lines))
+    results: list[ParseResult] = []
+    tz = principal.timezone
+    for number, line in enumerate(lines, start=1):
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            results.append(Refused(NOT_AN_OBJECT, f"record {number} is not JSON: {exc}"))
+            continue
+        results.append(parse_record(value, principal=principal, now=now, timezone=tz))
+    return results
+
+
+def parse_record(
+    record: object, *, principal: Principal, now: datetime, timezone: str
+) -> ParseResult:
+    """One record of either dialect; a record that breaks a rule is Refused with its code."""
+    if not isinstance(record, dict):
+        kind = "array" if isinstance(record, list) else type(record).__name__
+        return Refused(NOT_AN_OBJECT, f"a record must be a JSON object, not {kind}")
+    try:
+        if "originating_number" not in record and any(k in record for k in _SEED_MARKERS):
+            return Parsed(_seed003(record, principal=principal, now=now, timezone=timezone))
+        return Parsed(_contract(record, principal=principal, now=now, timezone=timezone))
+    except Rejected as exc:
+        return Refused(exc.code or NOT_AN_OBJECT, exc.message)
+
+
+def _start(raw: object, timezone: str) -> tuple[datetime | None, str | None]:
+    """(parsed, raw text): a string in the seed-000 forms, or epoch seconds as a number."""
+    if raw is None:
+        return None, None
+    if isinstance(raw, str):
+        if raw.isascii() and raw.isdigit():  # seed 003 sends epoch seconds, sometimes as a string
+            return epoch_start(int(raw)) if len(raw) <= 12 else None, raw
+        return parse_start_time(raw, timezone) if raw.strip() else None, raw
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return epoch_start(raw), str(raw)
+    return None, orjson.dumps(raw).decode()
+
+
+def _disposition(raw: object, duration: int) -> str:
+    if raw is None or raw == "":
+        return default_disposition(duration)
+    if isinstance(raw, str):
+        value = raw.strip().upper()
+        if value in DISPOSITIONS:
+            return value
+    raise Rejected(
+        f"disposition must be one of {', '.join(DISPOSITIONS)}", code=DISPOSITION_INVALID
+    )
+
+
+def _direction(raw: object) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str) and raw.strip().lower() in DIRECTIONS:
+        return raw.strip().lower()
+    raise Rejected("direction must be inbound or outbound", code=DIRECTION_INVALID)
+
+
+def _extra(record: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    given = record.get("extra")
+    if given is not None and not isinstance(given, dict):
+        raise Rejected("extra must be a JSON object", code=EXTRA_INVALID)
+    if not given and record.keys() <= known:
+        return {}  # the common case, at no cost
+    extra = {k: v for k, v in record.items() if k not in known}
+    if given:
+        extra.update(given)  # the sender's own extra wins over a same-named top-level field
+    return check_extra(extra)
+
+
+def _contract(
+    record: dict[str, Any], *, principal: Principal, now: datetime, timezone: str
+) -> CdrSubmitted:
+    get = record.get
+    # The contract's check order: origin, destination, duration, account code, external id.
+    origin = text(
+        get("originating_number"),
+        limit=ORIGIN_LIMIT,
+        code=ORIGIN_INVALID,
+        name="originating_number",
+        required=True,
+    )
+    target = text(
+        get("destination_number"),
+        limit=DESTINATION_LIMIT,
+        code=DESTINATION_INVALID,
+        name="destination_number",
+        required=True,
+    )
+    duration = parse_duration(get("duration"))
+    code = account_code(get("account_code"))
+    external_id = text(
+        get("external_id"),
+        limit=EXTERNAL_ID_LIMIT,
+        code=EXTERNAL_ID_INVALID,
+        name="external_id",
+        required=False,
+    )
+    ring = ring_seconds(get("ring_seconds"))
+    disposition = _disposition(get("disposition"), duration)
+    direction = _direction(get("direction"))
+    extra = _extra(record, CONTRACT_FIELDS)
+    parsed, raw = _start(get("start_time"), timezone)
+    start, start_raw = start_fields(parsed, raw, duration=duration, now=now)
+    assert origin is not None and target is not None
+    return make_event(
+        principal,
+        now=now,
+        source="api",
+        originating_number=origin,
+        destination_number=target,
+        duration=duration,
+        start_time=start,
+        start_time_raw=start_raw,
+        disposition=disposition,
+        ring_seconds=ring,
+        direction=direction,
+        account_code=code,
+        external_id=external_id,
+        extra=extra,
+    )
+
+
+def _seed003(
+    record: dict[str, Any], *, principal: Principal, now: datetime, timezone: str
+) -> CdrSubmitted:
+    get = record.get
+    origin = text(
+        get("caller"), limit=ORIGIN_LIMIT, code=ORIGIN_INVALID, name="caller", required=True
+    )
+    # An incoming queue call has an empty target; the extension or the DID called is the
+    # destination then (seed 003's own incoming example).
+    target_raw = get("target") or get("targetextension") or get("did")
+    target = text(
+        target_raw, limit=DESTINATION_LIMIT, code=DESTINATION_INVALID, name="target", required=True
+    )
+    duration = parse_duration(get("duration"))
+    code = account_code(get("account_code"))
+    external_id = pbx_id(get("ivruniqueid"), "ivruniqueid")
+    ring = ring_seconds(get("dialtime"), "dialtime")
+    status = get("status")
+    disposition = (
+        SEED_STATUS.get(status.strip().upper(), default_disposition(duration))
+        if isinstance(status, str)
+        else default_disposition(duration)
+    )
+    call_type = get("type")
+    direction = None
+    if isinstance(call_type, str) and call_type:
+        direction = "inbound" if call_type.strip().lower() in _INBOUND_TYPES else "outbound"
+    extra = _extra(record, _SEED_KNOWN)
+    parsed, raw = _start(get("time"), timezone)
+    start, start_raw = start_fields(parsed, raw, duration=duration, now=now)
+    assert origin is not None and target is not None
+    return make_event(
+        principal,
+        now=now,
+        source="api",
+        originating_number=origin,
+        destination_number=target,
+        duration=duration,
+        start_time=start,
+        start_time_raw=start_raw,
+        disposition=disposition,
+        ring_seconds=ring,
+        direction=direction,
+        account_code=code,
+        external_id=external_id,
+        extra=extra,
+    )
