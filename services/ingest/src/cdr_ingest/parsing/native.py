@@ -223,25 +223,45 @@ def _contract(
     ring = ring_seconds(get("ring_seconds"))
     disposition = _disposition(get("disposition"), duration)
     direction = _direction(get("direction"))
-    extra = _extra(record, CONTRACT_FIELDS)
-    parsed, raw = _start(get("start_time"), timezone)
-    start, start_raw = start_fields(parsed, raw, duration=duration, now=now)
     assert origin is not None and target is not None
-    return make_event(
+    return _event(
         principal,
         now=now,
-        source="api",
+        timezone=timezone,
+        start_value=get("start_time"),
         originating_number=origin,
         destination_number=target,
         duration=duration,
-        start_time=start,
-        start_time_raw=start_raw,
         disposition=disposition,
         ring_seconds=ring,
         direction=direction,
         account_code=code,
         external_id=external_id,
-        extra=extra,
+        extra=_extra(record, CONTRACT_FIELDS),
+    )
+
+
+def _event(
+    principal: Principal,
+    *,
+    now: datetime,
+    timezone: str,
+    start_value: Any,
+    duration: int,
+    **fields: Any,
+) -> CdrSubmitted:
+    """The event of a checked native or seed-003 record: its start time read in `timezone`
+    (arrival minus duration when absent)."""
+    parsed, raw = _start(start_value, timezone)
+    start, start_raw = start_fields(parsed, raw, duration=duration, now=now)
+    return make_event(
+        principal,
+        now=now,
+        source="api",
+        duration=duration,
+        start_time=start,
+        start_time_raw=start_raw,
+        **fields,
     )
 
 
@@ -272,23 +292,19 @@ def _seed003(
     direction = None
     if isinstance(call_type, str) and call_type:
         direction = "inbound" if call_type.strip().lower() in _INBOUND_TYPES else "outbound"
-    extra = _extra(record, _SEED_KNOWN)
-    parsed, raw = _start(get("time"), timezone)
-    start, start_raw = start_fields(parsed, raw, duration=duration, now=now)
     assert origin is not None and target is not None
-    return make_event(
+    return _event(
         principal,
         now=now,
-        source="api",
+        timezone=timezone,
+        start_value=get("time"),
         originating_number=origin,
         destination_number=target,
         duration=duration,
-        start_time=start,
-        start_time_raw=start_raw,
         disposition=disposition,
         ring_seconds=ring,
         direction=direction,
         account_code=code,
         external_id=external_id,
-        extra=extra,
+        extra=_extra(record, _SEED_KNOWN),
     )
