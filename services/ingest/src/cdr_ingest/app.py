@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from cdr_ingest.dedupe import Submitter
 from cdr_ingest.deps import IngestLifespanState, IngestState
 from cdr_ingest.pruner import Pruner
-from cdr_ingest.publisher import Publisher
+from cdr_ingest.publisher import Publisher, give_up_ms
 from cdr_ingest.repository import PgKeyStore
 from cdr_ingest.routes import router
 from cdr_ingest.settings import IngestSettings
@@ -35,7 +35,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[IngestLifespanState]:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         supervisor = Supervisor("ingest")
-        producer = KafkaClient(lambda: make_producer(settings.kafka_bootstrap), name="producer")
+        producer = KafkaClient(
+            lambda: make_producer(
+                settings.kafka_bootstrap, request_timeout_ms=give_up_ms(settings.produce_timeout)
+            ),
+            name="producer",
+        )
         producer.begin(supervisor)
         probe = KafkaProbe(settings.kafka_bootstrap)
         publisher = Publisher(

@@ -16,6 +16,19 @@ from cdrmodel.kafka import KafkaClient
 log = logging.getLogger(__name__)
 
 
+def give_up_ms(produce_timeout: float) -> int:
+    """The producer's request timeout for an ingest that answers 50503 after `produce_timeout`.
+
+    aiokafka keeps a batch it could not deliver and retries it until the batch is older than
+    the request timeout, even after the request that sent it stopped waiting. With the default
+    (15 s) a record answered 50503 during a broker outage was still delivered, and stored,
+    when the broker came back within that time. A batch is failed at the latest two request
+    timeouts after it was made (one queued behind a request in flight, one in flight itself),
+    so 0.4 of the answer's budget lets the producer give up before the client is told 50503.
+    """
+    return max(int(produce_timeout * 400), 100)
+
+
 class PublishFailed(Unavailable):
     """The broker did not acknowledge in time: the caller answers 50503, nothing stored."""
 
