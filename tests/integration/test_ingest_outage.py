@@ -122,8 +122,11 @@ async def _all_answered_0_stored(state: Outage, ledger: Ledger) -> dict[str, int
     return stored
 
 
-async def _refused_while_down(state: Outage, ledger: Ledger, prefix: str, n: int) -> list[str]:
-    """`n` concurrent submissions while a dependency is down: each answered 50503, in time."""
+async def _refused_while_down(
+    state: Outage, ledger: Ledger, prefix: str, n: int
+) -> tuple[list[str], float]:
+    """`n` concurrent submissions while a dependency is down: each answered 50503, in time;
+    returns their ExternalIDs and how long the last answer took."""
     started = time.monotonic()
     ids = [f"{prefix}{i}" for i in range(n)]
     codes = await asyncio.gather(
@@ -132,7 +135,7 @@ async def _refused_while_down(state: Outage, ledger: Ledger, prefix: str, n: int
     took = time.monotonic() - started
     assert set(codes) == {"50503"}, codes
     assert took < DOWN_ANSWER_WITHIN, f"50503 took {took:.1f}s"
-    return ids
+    return ids, took
 
 
 async def _recovers(state: Outage, ledger: Ledger, prefix: str) -> float:
@@ -192,13 +195,18 @@ async def test_outage_answers_50503_then_ingest_recovers_by_itself(
 
     await _stop(outage.infra, part)
     await _readiness(outage, outage.ingest, part, "down")
-    refused = await _refused_while_down(outage, ledger, f"{run}d", 16)
+    refused, refusing = await _refused_while_down(outage, ledger, f"{run}d", 16)
     assert outage.ingest.alive() and outage.rater.alive()
 
     await _start(outage.infra, part)
     took = await _recovers(outage, ledger, f"{run}p")
     await _readiness(outage, outage.ingest, "status", "ready")
     await _readiness(outage, outage.rater, "status", "ready")
+    # A restarted memory broker's log starts again at offset 0, below the rater's positions:
+    # its first fetch is out of range and resets them. Once the one record produced so far
+    # is stored, that has happened (were dozens produced first, a stale position could skip
+    # some: an artefact of a broker that forgets its log, not of a real Kafka's restart).
+    await _all_answered_0_stored(outage, ledger)
 
     # Half of the refused records are sent again (same ExternalID): accepted now, stored once.
     resent, abandoned = refused[::2], refused[1::2]
@@ -210,4 +218,7 @@ async def test_outage_answers_50503_then_ingest_recovers_by_itself(
     # The other half was told 50503 only: never stored, even once the broker is back
     # (a producer still retrying them then would deliver them: see publisher.give_up_ms).
     assert not set(abandoned) & stored.keys(), "a record answered only 50503 was stored"
-    print(f"{part} outage: a submission answered 0 again {took:.1f}s after the restart")
+    print(
+        f"{part} outage: 16 concurrent submissions answered 50503 in {refusing:.2f}s; "
+        f"answered 0 again {took:.1f}s after the restart"
+    )
