@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -167,6 +168,9 @@ async def _readiness(state: Outage, proc: ServiceProcess, check: str, value: str
 async def _stop(infra: Infra, part: str) -> None:
     if part == "kafka":
         infra.kafka.stop()
+    elif part == "frozen kafka":  # a partition: connections stay open, nothing answers
+        assert infra.kafka.proc is not None
+        infra.kafka.proc.send_signal(signal.SIGSTOP)
     else:
         await asyncio.to_thread(infra.pg.stop)
 
@@ -176,17 +180,21 @@ async def _start(infra: Infra, part: str) -> None:
         infra.kafka.start()  # same port; a fresh memory log
         # The operator (here, the test) creates the topics again.
         await asyncio.to_thread(infra.create_topics)
+    elif part == "frozen kafka":
+        assert infra.kafka.proc is not None
+        infra.kafka.proc.send_signal(signal.SIGCONT)
     else:
         await asyncio.to_thread(infra.pg.start)  # same port, same data directory
 
 
-@pytest.mark.parametrize("part", ["kafka", "database"])
+@pytest.mark.parametrize("part", ["kafka", "frozen kafka", "database"])
 async def test_outage_answers_50503_then_ingest_recovers_by_itself(
     outage: Outage, part: str
 ) -> None:
     url = outage.ingest.url
     ledger = Ledger(await create_tenant(outage.rater.url))
     run = unique_id(part[0].upper())[:6]
+    check = "database" if part == "database" else "kafka"
     await _accept_some(outage, ledger, f"{run}a", 20)
     # Tansu keeps its log in memory: what the rater has not consumed when it stops is gone,
     # so the outage starts once everything accepted so far is stored.
@@ -194,7 +202,7 @@ async def test_outage_answers_50503_then_ingest_recovers_by_itself(
     await outage.close_db()
 
     await _stop(outage.infra, part)
-    await _readiness(outage, outage.ingest, part, "down")
+    await _readiness(outage, outage.ingest, check, "down")
     refused, refusing = await _refused_while_down(outage, ledger, f"{run}d", 16)
     assert outage.ingest.alive() and outage.rater.alive()
 
@@ -214,11 +222,18 @@ async def test_outage_answers_50503_then_ingest_recovers_by_itself(
         assert await ledger.submit(outage.session, url, external_id) == "0"
     await _accept_some(outage, ledger, f"{run}b", 20)
     stored = await _all_answered_0_stored(outage, ledger)
-    ledger.check_stored(stored)
-    # The other half was told 50503 only: never stored, even once the broker is back
-    # (a producer still retrying them then would deliver them: see publisher.give_up_ms).
-    assert not set(abandoned) & stored.keys(), "a record answered only 50503 was stored"
+    if part == "frozen kafka":
+        # A produce request the broker had read before it froze is written when it thaws,
+        # though the ingest gave up on it: the lost-ack case no producer setting can close.
+        # Such a record is stored once, and its resend is absorbed by its key.
+        ledger.check_stored(stored, maybe=set(abandoned))
+    else:
+        ledger.check_stored(stored)
+        # The other half was told 50503 only: never stored, even once the broker is back
+        # (a producer still retrying them then would deliver them: see publisher.give_up_ms).
+        assert not set(abandoned) & stored.keys(), "a record answered only 50503 was stored"
     print(
         f"{part} outage: 16 concurrent submissions answered 50503 in {refusing:.2f}s; "
-        f"answered 0 again {took:.1f}s after the restart"
+        f"answered 0 again {took:.1f}s after it was back; "
+        f"{len(set(abandoned) & stored.keys())} of {len(abandoned)} told only 50503 stored"
     )
