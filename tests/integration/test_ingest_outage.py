@@ -42,6 +42,7 @@ class Outage:
     rater: ServiceProcess
     session: aiohttp.ClientSession
     db: asyncpg.Connection | None = None
+    down: str | None = None  # the part a test stopped and has not started again
 
     async def ready(self, proc: ServiceProcess) -> dict[str, str]:
         try:
@@ -100,6 +101,8 @@ async def outage(own_infra: Infra) -> AsyncIterator[Outage]:
                 yield state
             finally:
                 await state.close_db()
+                if state.down is not None:  # a failed test leaves the next ones their infra
+                    await _start(state, state.down)
     finally:
         for proc in procs:
             proc.stop()
@@ -165,7 +168,8 @@ async def _readiness(state: Outage, proc: ServiceProcess, check: str, value: str
     )
 
 
-async def _stop(infra: Infra, part: str) -> None:
+async def _stop(state: Outage, part: str) -> None:
+    infra, state.down = state.infra, part
     if part == "kafka":
         infra.kafka.stop()
     elif part == "frozen kafka":  # a partition: connections stay open, nothing answers
@@ -175,7 +179,8 @@ async def _stop(infra: Infra, part: str) -> None:
         await asyncio.to_thread(infra.pg.stop)
 
 
-async def _start(infra: Infra, part: str) -> None:
+async def _start(state: Outage, part: str) -> None:
+    infra, state.down = state.infra, None
     if part == "kafka":
         infra.kafka.start()  # same port; a fresh memory log
         # The operator (here, the test) creates the topics again.
@@ -201,12 +206,12 @@ async def test_outage_answers_50503_then_ingest_recovers_by_itself(
     await _all_answered_0_stored(outage, ledger)
     await outage.close_db()
 
-    await _stop(outage.infra, part)
+    await _stop(outage, part)
     await _readiness(outage, outage.ingest, check, "down")
     refused, refusing = await _refused_while_down(outage, ledger, f"{run}d", 16)
     assert outage.ingest.alive() and outage.rater.alive()
 
-    await _start(outage.infra, part)
+    await _start(outage, part)
     took = await _recovers(outage, ledger, f"{run}p")
     await _readiness(outage, outage.ingest, "status", "ready")
     await _readiness(outage, outage.rater, "status", "ready")
