@@ -70,8 +70,12 @@ class BatchAnswer(BaseModel):
 
 
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
+    # default=str: a cdr_id found in PostgreSQL is asyncpg's UUID type, which orjson skips.
     return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+        orjson.dumps(body, default=str),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
 
 
