@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -54,6 +55,17 @@ async def test_over_10_mib_or_10000_records_is_413_naming_the_limit(
     by_bytes = await post(pipeline.ingest, tenant, CDRS, content=big)
     assert by_bytes.status_code == 413
     assert "10485760 bytes (10 MiB)" in by_bytes.json()["message"]
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the cap while reading
+        yield b"["
+        for _ in range(11):
+            yield b" " * (1024 * 1024)
+        raise AssertionError("read past the 10 MiB cap")
+
+    streamed = await pipeline.ingest.post(
+        CDRS, content=chunked(), auth=(tenant.login, tenant.password)
+    )
+    assert streamed.status_code == 413 and "10 MiB" in streamed.json()["message"]
     by_count = await post(pipeline.ingest, tenant, CDRS, [{}] * 10_001)
     assert by_count.status_code == 413
     assert "10,000" in by_count.json()["message"]
