@@ -295,9 +295,13 @@ async def test_unreachable_kafka_or_postgresql_is_503_with_retry_after(
         assert resp.status_code == 503, resp.text
         assert resp.headers["retry-after"] == "5"
         assert resp.json()["code"] == 50503 and "retry" in resp.json()["message"]
-    # The keyed record was never on Kafka: its retry is taken (0), never told 50421.
-    retry = await post(pipeline.ingest, tenant, CDRS, body[:2])
-    assert codes(retry) == [0, 0]
+        # The keyed record was never on Kafka: its retry is taken (0), never told 50421.
+        retry = await post(pipeline.ingest, tenant, CDRS, body[:2])
+        assert codes(retry) == [0, 0]
+        # Only part of a batch unavailable (a duplicate needs no broker): 200, per record.
+        partial = await post(own.client, tenant, CDRS, [body[0], record(4)])
+        assert codes(partial) == [50421, 50503]
+        assert partial.json()["results"][1]["id"] is None
     await pipeline.wait_stored(tenant, 2)
     assert len(await _stored_ids(pipeline, tenant)) == 2
     dead_db = "postgresql+asyncpg://postgres@127.0.0.1:9/nothing"
