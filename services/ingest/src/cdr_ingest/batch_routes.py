@@ -12,7 +12,7 @@ import base64
 import binascii
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -39,7 +39,6 @@ from cdr_ingest.parsing import (
 from cdr_ingest.routes import SUBMISSIONS
 from cdr_ingest.service import ACCEPTED, DAILY_LIMIT, DUPLICATE, UNAVAILABLE
 from cdrmodel.errors import error_responses
-from cdrmodel.events import CdrSubmitted
 from cdrmodel.principals import DB_UNKNOWN, AuthError, Principal, split_login
 
 router = APIRouter(tags=["submit"])
@@ -127,19 +126,11 @@ def _too_large(what: str) -> str:
     return f"{what}; the limit is {MAX_BODY_BYTES} bytes (10 MiB) and {MAX_RECORDS:,} records"
 
 
-def _start_given(event: CdrSubmitted) -> bool:
-    # A parser fills a missing start time with exactly arrival minus duration (contract §2);
-    # any other value, or an unreadable one kept raw, came from the record.
-    if event.start_time_raw is not None:
-        return True
-    return event.start_time != event.received_at - timedelta(seconds=event.duration)
-
-
 def dedupe_key(parsed: Parsed) -> DedupeKey | None:
     """The format's own identity when the parser set one, else the contract's rule."""
     if parsed.dedupe_key is not None:
         return source_key(parsed.dedupe_key)
-    return key_for(parsed.event, start_given=_start_given(parsed.event))
+    return key_for(parsed.event, start_given=parsed.start_given)
 
 
 async def _submit(request: Request, endpoint: str, parse: Parser) -> Response:
