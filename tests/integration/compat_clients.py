@@ -4,6 +4,7 @@ what they were told against what the rater stored (each record by its ExternalID
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import zlib
 from collections import defaultdict
@@ -70,6 +71,32 @@ class Ledger:
             assert code in RETRYABLE, f"{external_id} answered {code}"
             assert time.monotonic() < deadline, f"{external_id} still unsettled: {code}"
             await asyncio.sleep(pause)  # the client's back-off between resends
+
+    async def submit_batch(
+        self, session: aiohttp.ClientSession, url: str, external_ids: list[str]
+    ) -> tuple[int, dict[str, str]]:
+        """The records as one native `POST /v1/cdrs` batch: the HTTP status and headers; each
+        record's code goes in the ledger (a 503 answers every record 50503)."""
+        body = [
+            {
+                "originating_number": self.tenant.submit_params()["OriginatingNumber"],
+                "destination_number": self.tenant.submit_params()["DestinationNumber"],
+                "duration": 30 + zlib.crc32(x.encode()) % 200,
+                "external_id": x,
+            }
+            for x in external_ids
+        ]
+        secret = base64.b64encode(f"{self.tenant.login}:{self.tenant.password}".encode())
+        auth = {"authorization": f"Basic {secret.decode()}"}
+        async with session.post(f"{url}/v1/cdrs", json=body, headers=auth) as resp:
+            answer = await resp.json()
+            if resp.status == 200:
+                codes = [str(r["code"]) for r in answer["results"]]
+            else:
+                codes = [str(answer["code"])] * len(external_ids)
+            for external_id, code in zip(external_ids, codes, strict=True):
+                self.answers[external_id].append(code)
+            return resp.status, dict(resp.headers)
 
     def told(self, code: str) -> set[str]:
         """Records answered `code` at least once."""

@@ -1,6 +1,7 @@
 """Broker and database outages under a running ingest (and rater): while one is down, compat
-submissions answer 50503 promptly and store nothing; when it comes back, the services recover
-by themselves, and a record told 50503 and resent is stored once.
+submissions answer 50503 promptly and store nothing (a native batch: 503 with Retry-After);
+when it comes back, the services recover by themselves, and a record told 50503 and resent is
+stored once.
 
 Own PostgreSQL and Tansu (the session's `infra` is shared by other tests and never stopped).
 """
@@ -209,6 +210,10 @@ async def test_outage_answers_50503_then_ingest_recovers_by_itself(
     await _stop(outage, part)
     await _readiness(outage, outage.ingest, check, "down")
     refused, refusing = await _refused_while_down(outage, ledger, f"{run}d", 16)
+    # The native batch route: 503 with Retry-After, every record 50503, nothing stored.
+    batch = [f"{run}n{i}" for i in range(5)]
+    status, headers = await ledger.submit_batch(outage.session, url, batch)
+    assert status == 503 and int(headers["Retry-After"]) > 0, (status, headers)
     assert outage.ingest.alive() and outage.rater.alive()
 
     await _start(outage, part)
@@ -225,6 +230,8 @@ async def test_outage_answers_50503_then_ingest_recovers_by_itself(
     resent, abandoned = refused[::2], refused[1::2]
     for external_id in resent:
         assert await ledger.submit(outage.session, url, external_id) == "0"
+    status, _ = await ledger.submit_batch(outage.session, url, batch)  # resent as a whole
+    assert status == 200 and all(ledger.answers[x][-1] == "0" for x in batch)
     await _accept_some(outage, ledger, f"{run}b", 20)
     stored = await _all_answered_0_stored(outage, ledger)
     if part == "frozen kafka":
