@@ -115,6 +115,3 @@ class SubmitState:
             os.fsync(directory)
         finally:
             os.close(directory)
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)

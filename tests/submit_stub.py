@@ -1,0 +1,98 @@
+"""A stand-in ingest on loopback for `cdrflow submit` tests: the wire behaviour of contract §2
+(Basic auth, per-record codes, 50421 for what it has, 503 with Retry-After, per-record 50503)
+in a real HTTP server on its own thread, so the CLI under test can block the main thread."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from cdrflow_dev.infra import free_port
+
+
+@dataclass
+class StubIngest:
+    password: str = "pw"
+    delay: float = 0.0
+    stored: Counter[bytes] = field(default_factory=Counter)
+    answers: Counter[int] = field(default_factory=Counter)
+    paths: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[int, str]] = field(
+        default_factory=list
+    )  # next requests' (status, Retry-After)
+    unavailable_once: set[bytes] = field(default_factory=set)
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.paths[request.path] += 1
+        user = f"DB/ACC:{self.password}".encode()
+        if request.headers.get("authorization") != "Basic " + base64.b64encode(user).decode():
+            return web.json_response({"code": 50390, "message": "APIPassword wrong"}, status=401)
+        if self.failures:
+            status, retry_after = self.failures.pop(0)
+            return web.json_response(
+                {"message": "Kafka unreachable"},
+                status=status,
+                headers={"retry-after": retry_after},
+            )
+        body = await request.read()
+        if request.path.endswith("/freeswitch"):
+            records = [json.dumps(doc, sort_keys=True).encode() for doc in json.loads(body)]
+        else:
+            records = [line for line in body.splitlines() if line.strip()]
+        if any(b"HUGE" in r for r in records):
+            return web.json_response({"message": "body over 10 MiB"}, status=413)
+        if self.delay:
+            await asyncio.sleep(self.delay)  # a slow server, so requests are in flight
+        results = [self._answer(i, r) for i, r in enumerate(records)]
+        return web.json_response(
+            {"accepted": sum(r["code"] == 0 for r in results), "results": results}
+        )
+
+    def _answer(self, index: int, record: bytes) -> dict[str, object]:
+        if record in self.unavailable_once:
+            self.unavailable_once.discard(record)
+            code, message = 50503, "try again"
+        elif b"BAD" in record:
+            code, message = 50416, "duration: not a whole number"
+        elif self.stored[record]:
+            code, message = 50421, ""
+        else:
+            self.stored[record] += 1
+            code, message = 0, ""
+        self.answers[code] += 1
+        return {"index": index, "code": code, "id": None, "message": message}
+
+    def __enter__(self) -> StubIngest:
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+
+        async def start() -> None:
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+            ready.set()
+
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
+        assert ready.is_set()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
