@@ -23,9 +23,9 @@ class StubIngest:
     stored: Counter[bytes] = field(default_factory=Counter)
     answers: Counter[int] = field(default_factory=Counter)
     paths: Counter[str] = field(default_factory=Counter)
-    failures: list[tuple[int, str]] = field(
-        default_factory=list
-    )  # next requests' (status, Retry-After)
+    # The next requests' (status, Retry-After, body): a JSON message when the body is None.
+    failures: list[tuple[int, str, str | None]] = field(default_factory=list)
+    short_results: bool = False  # answer one result fewer than the records sent
     unavailable_once: set[bytes] = field(default_factory=set)
     port: int = field(default_factory=free_port)
 
@@ -39,7 +39,9 @@ class StubIngest:
         if request.headers.get("authorization") != "Basic " + base64.b64encode(user).decode():
             return web.json_response({"code": 50390, "message": "APIPassword wrong"}, status=401)
         if self.failures:
-            status, retry_after = self.failures.pop(0)
+            status, retry_after, text = self.failures.pop(0)
+            if text is not None:
+                return web.Response(text=text, status=status, headers={"retry-after": retry_after})
             return web.json_response(
                 {"message": "Kafka unreachable"},
                 status=status,
@@ -55,6 +57,8 @@ class StubIngest:
         if self.delay:
             await asyncio.sleep(self.delay)  # a slow server, so requests are in flight
         results = [self._answer(i, r) for i, r in enumerate(records)]
+        if self.short_results:
+            results.pop()
         return web.json_response(
             {"accepted": sum(r["code"] == 0 for r in results), "results": results}
         )

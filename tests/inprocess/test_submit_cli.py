@@ -17,6 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from cdr_ingest.submit_cli import submit
+from cdr_ingest.submit_client import MAX_RETRY_AFTER, retry_after_seconds
 from cdrflow_dev.infra import free_port
 from tests.submit_stub import StubIngest
 
@@ -77,12 +78,15 @@ def test_every_record_is_answered_once_through_503_and_per_record_50503(
     path = tmp_path / "Master.csv"
     lines = _master_csv(path, 25, bad=2)
     with StubIngest() as stub:
-        stub.failures = [(503, "0"), (502, "soon")]
+        stub.failures = [(503, "1", None), (502, "soon", "<html>Bad Gateway</html>")]
         stub.unavailable_once = {lines[5], lines[6], lines[20]}
         code, output = _invoke(stub, str(path), "--batch-size", "4", "--concurrency", "3")
     assert code == 1, output  # two records refused
     assert _table(output) == {"0": 23, "50416": 2}
     assert "not a whole number" in output  # the server's message for a refused code
+    assert "in 1.0s: HTTP 503 Kafka unreachable" in output  # Retry-After honoured
+    assert "records answered 50503" in output
+    assert "HTTP 502 <html>Bad Gateway</html>" in output  # a proxy's page, not JSON
     assert set(stub.stored) == set(lines[2:]) and set(stub.stored.values()) == {1}
     assert stub.answers[50503] == 3 and stub.paths["/v1/pbx/asterisk"] == 7 + 2 + 2
     state = json.loads((tmp_path / "Master.csv.cdrflow-state").read_text())
@@ -130,6 +134,15 @@ def test_freeswitch_files_go_as_one_array_per_batch(tmp_path: Path) -> None:
     assert _table(output) == {"0": 4, "50400": 1} and "broken.json: not JSON" in output
     assert stub.paths == {"/v1/pbx/freeswitch": 1}
     assert (tmp_path / "json_cdr.cdrflow-state").exists()
+
+
+def test_an_answer_that_does_not_match_the_request_stops_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "Master.csv"
+    _master_csv(path, 5)
+    with StubIngest(short_results=True) as stub:
+        code, output = _invoke(stub, str(path))
+    assert code == 3 and "answered 5 records with 4 results" in output
+    assert not json.loads((tmp_path / "Master.csv.cdrflow-state").read_text())["watermark"]
 
 
 def test_a_wrong_password_stops_with_the_servers_message(tmp_path: Path) -> None:
@@ -219,3 +232,11 @@ def test_interrupted_then_resumed_every_record_once(tmp_path: Path) -> None:
     assert set(stub.stored) == set(lines) and set(stub.stored.values()) == {1}
     counts = _table(second.stdout.decode())
     assert counts.get("0", 0) + counts.get("50421", 0) == len(lines)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(None, None), ("2", 2.0), ("-5", 0.0), ("99999", MAX_RETRY_AFTER), ("Wed, 21 Oct", None)],
+)
+def test_retry_after_is_read_as_bounded_seconds(header: str | None, seconds: float | None) -> None:
+    assert retry_after_seconds(header) == seconds

@@ -28,12 +28,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
-from cdr_ingest.submit_client import Fatal, Options, Outcome, Sender, Target, run
+from cdr_ingest.submit_client import EXIT_USAGE, Fatal, Options, Outcome, Sender, Target, run
 from cdr_ingest.submit_files import Batch, InputError, InputFormat, Source, batches, detect_format
 from cdr_ingest.submit_state import StateError, SubmitState, default_state_path
 
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_REFUSED, EXIT_INTERRUPTED = 1, 130
 
 # Answers that mean "the server has the call" (or, for a B-leg, rightly does not bill it).
 SUCCESS_CODES = frozenset({0, 50421, 50462})
@@ -132,6 +133,12 @@ class _Display:
             rate=(self._state.records - self._first_records) / elapsed,
         )
 
+    def retry_scheduled(self, details: RetryDetails) -> None:
+        """stamina's retry hook: one line a retry, instead of its structlog warning."""
+        cause = details.caused_by
+        why = str(cause) or type(cause).__name__
+        self.note(f"retry {details.retry_num} in {details.wait_for:.1f}s: {why}")
+
     def note(self, message: str) -> None:
         self.console.print(f"[yellow]{message}[/yellow]", highlight=False)
 
@@ -147,9 +154,7 @@ async def _submit(
 ) -> Outcome:
     connector = aiohttp.TCPConnector(limit=options.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        sender = Sender(
-            session, target, options, on_retry=lambda why: display.note(f"retrying: {why}")
-        )
+        sender = Sender(session, target, options)
         return await run(
             batches(source.records(state.watermark), start=state.watermark, size=batch_size),
             state,
@@ -292,6 +297,7 @@ def submit(
             highlight=False,
         )
     with _Display(console, source, state, show=console.is_terminal and not no_progress) as display:
+        set_on_retry_hooks([display.retry_scheduled])
         outcome = asyncio.run(
             _submit(source, state, target, options, display, batch_size=batch_size)
         )

@@ -26,8 +26,10 @@ from cdr_ingest.service import UNAVAILABLE
 from cdr_ingest.submit_files import ENDPOINTS, LOCALLY_REFUSED, Batch, InputFormat, encode_body
 from cdr_ingest.submit_state import SubmitState
 
+EXIT_USAGE, EXIT_UNAVAILABLE = 2, 3  # process exit codes of `cdrflow submit` for a Fatal
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 120.0
+UNREADABLE_RESULT = -1  # a result without an integer code: counted, never retried
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Outcome:
     messages: dict[int, str] = field(default_factory=dict)
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     if value is None:
         return None
     try:
@@ -106,13 +108,10 @@ class Sender:
         session: aiohttp.ClientSession,
         target: Target,
         options: Options,
-        *,
-        on_retry: Callable[[str], None] = lambda _: None,
     ) -> None:
         self._session = session
         self._target = target
         self._options = options
-        self._on_retry = on_retry
         self._headers = target.headers()
         self._params = {"tz": target.timezone} if target.timezone else {}
         self.messages: dict[int, str] = {}
@@ -121,14 +120,11 @@ class Sender:
     def endpoint(self) -> str:
         return self._target.endpoint
 
-    def _should_retry(self, exc: Exception) -> bool | float:
+    @staticmethod
+    def _should_retry(exc: Exception) -> bool | float:
         if isinstance(exc, Transient):
-            self._on_retry(str(exc))
             return exc.retry_after if exc.retry_after is not None else True
-        if isinstance(exc, aiohttp.ClientError | TimeoutError):
-            self._on_retry(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-            return True
-        return False
+        return isinstance(exc, aiohttp.ClientError | TimeoutError)
 
     async def send(self, batch: Batch) -> Counter[int]:
         """Final codes for every record of `batch`; raises what stayed transient after the
@@ -176,11 +172,13 @@ class Sender:
                 return self._codes(payload, len(records))
             message = _message(payload) or raw[:200].decode("utf-8", "replace")
             if resp.status == 401:
-                raise Fatal(f"{self._target.endpoint} refused the credentials: {message}", 2)
+                raise Fatal(
+                    f"{self._target.endpoint} refused the credentials: {message}", EXIT_USAGE
+                )
             if resp.status in RETRY_STATUSES:
                 raise Transient(
                     f"HTTP {resp.status} {message}".strip(),
-                    _retry_after(resp.headers.get("retry-after")),
+                    retry_after_seconds(resp.headers.get("retry-after")),
                 )
             # 400/413/422: the server's final word on this whole body.
             self.messages.setdefault(resp.status, message)
@@ -193,12 +191,13 @@ class Sender:
                 f"{self._target.endpoint} answered {count} records with "
                 f"{len(results) if isinstance(results, list) else 'no'} results; "
                 "is --url an ingest service?",
-                3,
+                EXIT_UNAVAILABLE,
             )
         codes = [0] * count
         for position, result in enumerate(results):
-            index = result.get("index", position) if isinstance(result, dict) else position
-            code = int(result.get("code", -1)) if isinstance(result, dict) else -1
+            entry = result if isinstance(result, dict) else {}
+            index, code = entry.get("index", position), entry.get("code")
+            code = code if isinstance(code, int) else UNREADABLE_RESULT
             codes[index if isinstance(index, int) and 0 <= index < count else position] = code
             message = _message(result)
             if message and code not in (0, UNAVAILABLE):
@@ -245,7 +244,7 @@ async def run(
                 if not state.is_done(batch.key):
                     await queue.put(batch)
         except (OSError, ValueError) as exc:
-            halt(Fatal(f"reading the input failed: {exc}", 2))
+            halt(Fatal(f"reading the input failed: {exc}", EXIT_USAGE))
         for _ in range(options.concurrency):
             await queue.put(None)
 
@@ -264,7 +263,7 @@ async def run(
                     Fatal(
                         f"{sender.endpoint} still failing after {options.retries} retries "
                         f"({exc}); nothing more was sent",
-                        3,
+                        EXIT_UNAVAILABLE,
                     )
                 )
                 return
