@@ -82,7 +82,8 @@ class StubIngest:
         ready = threading.Event()
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
+        # A handler still sleeping (a slow-server test) must not hold up the teardown.
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
 
         async def start() -> None:
             await self._runner.setup()
@@ -96,7 +97,15 @@ class StubIngest:
         return self
 
     def __exit__(self, *_: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        async def stop() -> None:
+            await self._runner.cleanup()
+            # Handlers of a slow-server test may still be sleeping: end them, not leak them.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()

@@ -240,3 +240,64 @@ def test_interrupted_then_resumed_every_record_once(tmp_path: Path) -> None:
 )
 def test_retry_after_is_read_as_bounded_seconds(header: str | None, seconds: float | None) -> None:
     assert retry_after_seconds(header) == seconds
+
+
+def _start(path: Path, stub: StubIngest, *args: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CDR_SUBMIT_PASSWORD": "pw",
+        "CDR_SUBMIT_URL": stub.url,
+        "CDR_SUBMIT_DATABASE": "DB",
+        "CDR_SUBMIT_ACCOUNT": "ACC",
+    }
+    command = [sys.executable, "-m", "cdrmodel.cli", "submit", str(path), *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_requests(stub: StubIngest, process: subprocess.Popen[bytes], count: int) -> None:
+    deadline = time.monotonic() + 60
+    while sum(stub.paths.values()) < count:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.01)
+
+
+def _wait_for_output(process: subprocess.Popen[bytes], text: bytes) -> None:
+    """Read stderr until `text` appears (the command says it is stopping)."""
+    assert process.stderr is not None
+    seen = b""
+    while text not in seen:
+        chunk = process.stderr.read1(4096)
+        assert chunk, seen
+        seen += chunk
+
+
+def test_ctrl_c_waits_for_the_answers_in_flight_and_saves_them(tmp_path: Path) -> None:
+    path = tmp_path / "Master.csv"
+    _master_csv(path, 40)
+    with StubIngest(delay=1.0) as stub:
+        process = _start(path, stub, "--batch-size", "10", "--concurrency", "2")
+        _wait_for_requests(stub, process, 2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert b"waiting for the answers in flight" in err
+    state = json.loads((tmp_path / "Master.csv.cdrflow-state").read_text())
+    assert state["counts"] == {"0": 20}  # both batches in flight were answered and saved
+    assert sum(stub.stored.values()) == 20
+
+
+def test_a_second_ctrl_c_stops_without_waiting(tmp_path: Path) -> None:
+    path = tmp_path / "Master.csv"
+    _master_csv(path, 40)
+    with StubIngest(delay=30.0) as stub:
+        process = _start(path, stub, "--batch-size", "10")
+        _wait_for_requests(stub, process, 1)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _wait_for_output(process, b"Ctrl-C again")
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert time.monotonic() - started < 20  # neither the 30 s answer nor the grace awaited
+    state = json.loads((tmp_path / "Master.csv.cdrflow-state").read_text())
+    assert state["watermark"] == 0 and state["counts"] == {}
