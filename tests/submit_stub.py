@@ -35,6 +35,8 @@ class StubIngest:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.paths[request.path] += 1
+        if request.path not in ("/v1/cdrs", "/v1/pbx/asterisk", "/v1/pbx/freeswitch"):
+            return web.Response(text="404: Not Found", status=404)
         user = f"DB/ACC:{self.password}".encode()
         if request.headers.get("authorization") != "Basic " + base64.b64encode(user).decode():
             return web.json_response({"code": 50390, "message": "APIPassword wrong"}, status=401)

@@ -145,6 +145,32 @@ def test_an_answer_that_does_not_match_the_request_stops_the_run(tmp_path: Path)
     assert not json.loads((tmp_path / "Master.csv.cdrflow-state").read_text())["watermark"]
 
 
+def test_a_url_that_is_not_an_ingest_stops_without_marking_anything_done(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "Master.csv"
+    _master_csv(path, 5)
+    with StubIngest() as stub:
+        done = runner.invoke(
+            app,
+            [str(path), "--url", f"{stub.url}/other", "--database", "DB", "--account", "ACC"],
+            env={"CDR_SUBMIT_PASSWORD": "pw", "COLUMNS": "200"},
+        )
+    assert done.exit_code == 3
+    assert "answered HTTP 404 404: Not Found; is --url an ingest service?" in done.output
+    state = json.loads((tmp_path / "Master.csv.cdrflow-state").read_text())
+    assert state["watermark"] == 0 and state["counts"] == {}
+
+
+def test_a_state_file_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "Master.csv"
+    _master_csv(path, 5)
+    with StubIngest() as stub:
+        code, output = _invoke(stub, str(path), "--state", str(tmp_path / "no" / "such" / "s"))
+    assert code == 2 and "No such file or directory" in output
+    assert stub.paths == {}
+
+
 def test_a_wrong_password_stops_with_the_servers_message(tmp_path: Path) -> None:
     path = tmp_path / "Master.csv"
     _master_csv(path, 5)

@@ -284,6 +284,7 @@ def submit(
         fmt = detect_format(file, input_format)
         source = Source(file, fmt)
         state = SubmitState.open(state_file or default_state_path(file), source, restart=restart)
+        state.save()  # a state file that cannot be written is found now, not after a batch
     except (InputError, StateError, OSError) as exc:
         raise _usage(str(exc)) from None
     if tz and fmt is not InputFormat.ASTERISK:

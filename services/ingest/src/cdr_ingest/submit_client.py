@@ -28,6 +28,7 @@ from cdr_ingest.submit_state import SubmitState
 
 EXIT_USAGE, EXIT_UNAVAILABLE = 2, 3  # process exit codes of `cdrflow submit` for a Fatal
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+BODY_REFUSED = frozenset({400, 413, 422})
 MAX_RETRY_AFTER = 120.0
 UNREADABLE_RESULT = -1  # a result without an integer code: counted, never retried
 
@@ -171,7 +172,7 @@ class Sender:
             if resp.status == 200 and isinstance(payload, dict):
                 return self._codes(payload, len(records))
             message = _message(payload) or raw[:200].decode("utf-8", "replace")
-            if resp.status == 401:
+            if resp.status in (401, 403):
                 raise Fatal(
                     f"{self._target.endpoint} refused the credentials: {message}", EXIT_USAGE
                 )
@@ -180,9 +181,16 @@ class Sender:
                     f"HTTP {resp.status} {message}".strip(),
                     retry_after_seconds(resp.headers.get("retry-after")),
                 )
-            # 400/413/422: the server's final word on this whole body.
-            self.messages.setdefault(resp.status, message)
-            return [resp.status] * len(records)
+            if resp.status in BODY_REFUSED:  # the server's final word on this whole body
+                self.messages.setdefault(resp.status, message)
+                return [resp.status] * len(records)
+            # A 404 or 405 is the wrong URL, not an answer about these records: counting them
+            # would mark the whole file done.
+            raise Fatal(
+                f"{self._target.endpoint} answered HTTP {resp.status} {message}; "
+                "is --url an ingest service?",
+                EXIT_UNAVAILABLE,
+            )
 
     def _codes(self, payload: dict[str, Any], count: int) -> list[int]:
         results = payload.get("results")
