@@ -94,13 +94,13 @@ def test_every_record_is_answered_once_through_503_and_per_record_50503(
 
 
 def test_a_finished_file_sends_only_appended_lines_and_restart_sends_all(tmp_path: Path) -> None:
-    path = tmp_path / "Master.csv"
+    path = tmp_path / "Master[old].csv"  # brackets are text, not rich markup
     lines = _master_csv(path, 10)
     with StubIngest() as stub:
         assert _invoke(stub, str(path), "--batch-size", "3")[0] == 0
         again, output = _invoke(stub, str(path), "--batch-size", "3")
         assert again == 0 and stub.answers == {0: 10}
-        assert "resuming" in output and _table(output) == {"0": 10}
+        assert "resuming Master[old].csv" in output and _table(output) == {"0": 10}
         with path.open("ab") as f:
             f.write(
                 b'"","1000","16135559999","ctx","","","","","","2026-03-02",,,1,1,"ANSWERED","X"\n'
@@ -196,7 +196,8 @@ def test_an_unreachable_server_stops_after_the_retries_with_progress_saved(
         },
     )
     assert done.exit_code == 3, done.output
-    assert "still failing after 1 retries" in done.output and "Cannot connect" in done.output
+    assert "still failing after 1 retries" in done.output
+    assert "Cannot connect" in done.output and "[Connect call failed" in done.output
     assert "run the same command to resume" in done.output
 
 

@@ -28,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from cdr_ingest.submit_client import EXIT_USAGE, Fatal, Options, Outcome, Sender, Target, run
@@ -77,7 +78,7 @@ def _usage(message: str) -> typer.Exit:
 
 
 def summary_table(counts: Counter[int], messages: dict[int, str], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=Text(title))
     table.add_column("code", justify="right")
     table.add_column("meaning")
     table.add_column("records", justify="right")
@@ -85,7 +86,7 @@ def summary_table(counts: Counter[int], messages: dict[int, str], title: str) ->
         meaning = MEANINGS.get(code, "")
         if code in messages and code not in SUCCESS_CODES:
             meaning = f"{meaning}: {messages[code]}" if meaning else messages[code]
-        table.add_row(str(code), meaning, f"{counts[code]}")
+        table.add_row(str(code), Text(meaning), f"{counts[code]}")
     table.add_row("", "total", f"{sum(counts.values())}", style="bold")
     return table
 
@@ -98,7 +99,7 @@ class _Display:
         self._started = time.monotonic()
         self._first_records = state.records
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("{task.fields[records]:,} records  {task.fields[rate]:,.0f}/s"),
@@ -140,7 +141,7 @@ class _Display:
         self.note(f"retry {details.retry_num} in {details.wait_for:.1f}s: {why}")
 
     def note(self, message: str) -> None:
-        self.console.print(f"[yellow]{message}[/yellow]", highlight=False)
+        self.console.print(Text(message, style="yellow"))
 
 
 async def _submit(
@@ -291,11 +292,11 @@ def submit(
         raise _usage("--tz applies to Asterisk input only")
     target = Target(url, database, account, _password(password_env), fmt, tz)
     options = Options(concurrency=concurrency, retries=retries, timeout=timeout)
-    console = Console(stderr=True)
+    # Paths and server messages are printed as they are: markup off, so a `[` in them is text.
+    console = Console(stderr=True, markup=False, highlight=False)
     if state.resumed:
         console.print(
-            f"resuming {file.name} from {state.path.name}: {state.records:,} records done",
-            highlight=False,
+            f"resuming {file.name} from {state.path.name}: {state.records:,} records done"
         )
     with _Display(console, source, state, show=console.is_terminal and not no_progress) as display:
         set_on_retry_hooks([display.retry_scheduled])
@@ -303,9 +304,8 @@ def submit(
             _submit(source, state, target, options, display, batch_size=batch_size)
         )
     state.save()
-    Console().print(
-        summary_table(state.counts, outcome.messages, f"cdrflow submit {file.name}"),
-        highlight=False,
+    Console(markup=False, highlight=False).print(
+        summary_table(state.counts, outcome.messages, f"cdrflow submit {file.name}")
     )
     raise typer.Exit(_finish(console, outcome, state))
 
@@ -313,14 +313,13 @@ def submit(
 def _finish(console: Console, outcome: Outcome, state: SubmitState) -> int:
     fatal: Fatal | None = outcome.fatal
     if fatal is not None:
-        console.print(f"[red]error:[/red] {fatal}", highlight=False)
+        console.print(Text("error: ", style="red") + Text(str(fatal)))
         console.print(f"progress saved in {state.path}; run the same command to resume")
         return fatal.exit_code
     if outcome.interrupted:
         console.print(
             f"interrupted: progress saved in {state.path}; run the same command to resume "
-            "(--restart to start over)",
-            highlight=False,
+            "(--restart to start over)"
         )
         return EXIT_INTERRUPTED
     return 0 if set(state.counts) <= SUCCESS_CODES else EXIT_REFUSED
