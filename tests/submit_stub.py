@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,6 +15,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from cdrflow_dev.infra import free_port
+
+
+def summary_counts(output: str) -> dict[str, int]:
+    """code -> records, from the rows of the table `cdrflow submit` ends with."""
+    rows = re.findall(r"^│\s*(\d+)\s*│.*│\s*(\d+)\s*│$", output, re.MULTILINE)
+    return {code: int(n) for code, n in rows}
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cdr_ingest.submit_cli import submit
 from cdr_ingest.submit_client import MAX_RETRY_AFTER, retry_after_seconds
 from cdrflow_dev.infra import free_port
-from tests.submit_stub import StubIngest
+from tests.submit_stub import StubIngest, summary_counts
 
 PBX = Path(__file__).resolve().parents[1] / "fixtures" / "pbx"
 OPTIONS = (
@@ -40,12 +40,6 @@ def _master_csv(path: Path, count: int, *, bad: int = 0) -> list[bytes]:
     ]
     path.write_bytes(b"\n".join(lines) + b"\n")
     return lines
-
-
-def _table(output: str) -> dict[str, int]:
-    """code -> records, from the final table's rows."""
-    rows = re.findall(r"^│\s*(\d+)\s*│.*│\s*(\d+)\s*│$", output, re.MULTILINE)
-    return {code: int(n) for code, n in rows}
 
 
 def _invoke(stub: StubIngest, *args: str, password: str = "pw") -> tuple[int, str]:
@@ -82,7 +76,7 @@ def test_every_record_is_answered_once_through_503_and_per_record_50503(
         stub.unavailable_once = {lines[5], lines[6], lines[20]}
         code, output = _invoke(stub, str(path), "--batch-size", "4", "--concurrency", "3")
     assert code == 1, output  # two records refused
-    assert _table(output) == {"0": 23, "50416": 2}
+    assert summary_counts(output) == {"0": 23, "50416": 2}
     assert "not a whole number" in output  # the server's message for a refused code
     assert "in 1.0s: HTTP 503 Kafka unreachable" in output  # Retry-After honoured
     assert "records answered 50503" in output
@@ -100,7 +94,7 @@ def test_a_finished_file_sends_only_appended_lines_and_restart_sends_all(tmp_pat
         assert _invoke(stub, str(path), "--batch-size", "3")[0] == 0
         again, output = _invoke(stub, str(path), "--batch-size", "3")
         assert again == 0 and stub.answers == {0: 10}
-        assert "resuming Master[old].csv" in output and _table(output) == {"0": 10}
+        assert "resuming Master[old].csv" in output and summary_counts(output) == {"0": 10}
         with path.open("ab") as f:
             f.write(
                 b'"","1000","16135559999","ctx","","","","","","2026-03-02",,,1,1,"ANSWERED","X"\n'
@@ -108,7 +102,7 @@ def test_a_finished_file_sends_only_appended_lines_and_restart_sends_all(tmp_pat
         assert _invoke(stub, str(path))[0] == 0
         assert stub.answers == {0: 11}
         code, output = _invoke(stub, str(path), "--restart")
-    assert code == 0 and _table(output) == {"50421": 11}
+    assert code == 0 and summary_counts(output) == {"50421": 11}
     assert set(stub.stored) >= set(lines) and set(stub.stored.values()) == {1}
 
 
@@ -118,7 +112,7 @@ def test_a_body_refused_whole_counts_its_records_with_the_message(tmp_path: Path
     with StubIngest() as stub:
         code, output = _invoke(stub, str(path), "--batch-size", "2")
     assert code == 1
-    assert _table(output) == {"0": 1, "413": 2} and "body over 10 MiB" in output
+    assert summary_counts(output) == {"0": 1, "413": 2} and "body over 10 MiB" in output
     assert stub.paths["/v1/cdrs"] == 2
 
 
@@ -131,7 +125,7 @@ def test_freeswitch_files_go_as_one_array_per_batch(tmp_path: Path) -> None:
     with StubIngest() as stub:
         code, output = _invoke(stub, str(directory), "--batch-size", "10")
     assert code == 1  # the unreadable file
-    assert _table(output) == {"0": 4, "50400": 1} and "broken.json: not JSON" in output
+    assert summary_counts(output) == {"0": 4, "50400": 1} and "broken.json: not JSON" in output
     assert stub.paths == {"/v1/pbx/freeswitch": 1}
     assert (tmp_path / "json_cdr.cdrflow-state").exists()
 
@@ -257,7 +251,7 @@ def test_interrupted_then_resumed_every_record_once(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert b"resuming" in second.stderr
     assert set(stub.stored) == set(lines) and set(stub.stored.values()) == {1}
-    counts = _table(second.stdout.decode())
+    counts = summary_counts(second.stdout.decode())
     assert counts.get("0", 0) + counts.get("50421", 0) == len(lines)
 
 
