@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from cdr_ingest.dedupe import Submitter
 from cdr_ingest.deps import IngestLifespanState, IngestState
+from cdr_ingest.groupcommit import GroupCommit
 from cdr_ingest.pruner import Pruner
 from cdr_ingest.publisher import Publisher
 from cdr_ingest.repository import PgKeyStore
@@ -43,11 +44,17 @@ def create_app(
             topic_name(SUBMITTED, settings.topic_namespace),
             timeout=settings.produce_timeout,
         )
+        submitter = Submitter(PgKeyStore(engine), publisher)
         state = IngestState(
             engine=engine,
             directory=PrincipalDirectory(engine),
             publisher=publisher,
-            submitter=Submitter(PgKeyStore(engine), publisher),
+            submitter=submitter,
+            group=GroupCommit(
+                submitter,
+                max_group=settings.group_commit_size,
+                max_flushes=settings.group_commit_flushes,
+            ),
             clock=clock or (lambda: datetime.now(UTC)),
         )
         pruner = Pruner(

@@ -106,14 +106,11 @@ async def api_submitcdr(request: Request) -> PlainTextResponse:
     except (SQLAlchemyError, OSError):
         return _answer(UNAVAILABLE)  # PostgreSQL unreachable: nothing stored, retry later
     start_given = bool(params.get("startdatetime", "").strip())
-    # The batch decision with a list of one: one admit statement, one produce, one mark.
-    (outcome,) = await state.submitter.submit(
-        database_id=principal.database_id,
-        api_account=principal.api_account_id,
-        timezone=principal.timezone,
-        daily_limit=principal.daily_limit,
-        events=[event],
-        keys=[key_for(event, start_given=start_given)],
+    # Decided with the account's other submissions waiting now (groupcommit.py).
+    outcome = await state.group.submit(
+        principal,
+        event=event,
+        key=key_for(event, start_given=start_given),
         now=now,
     )
     return _answer(outcome.code)
