@@ -15,7 +15,7 @@ from cdr_ingest.groupcommit import GroupCommit
 from cdr_ingest.pruner import Pruner
 from cdr_ingest.publisher import Publisher
 from cdr_ingest.repository import PgKeyStore
-from cdr_ingest.routes import router
+from cdr_ingest.routes import compat_route, router
 from cdr_ingest.settings import IngestSettings
 from cdrmodel.db import make_engine
 from cdrmodel.kafka import SUBMITTED, KafkaClient, KafkaProbe, make_producer, topic_name
@@ -81,9 +81,12 @@ def create_app(
             await probe.close()
             await engine.dispose()
 
-    return build_app(
+    app = build_app(
         title="cdrflow ingest",
         summary="Submit call-detail records (seed 000 compatible)",
         lifespan=lifespan,
         routers=[router],
     )
+    # First: the lean compat route answers before FastAPI's documented one is tried.
+    app.router.routes.insert(0, compat_route)
+    return app

@@ -142,8 +142,9 @@ class PgKeyStore:
 
     async def acknowledge(self, *, database_id: str, digests: Sequence[bytes]) -> set[bytes]:
         try:
-            async with self._engine.begin() as conn:
-                result = await conn.execute(_ACKNOWLEDGE, {"db": database_id, "hashes": digests})
+            async with self._engine.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                result = await auto.execute(_ACKNOWLEDGE, {"db": database_id, "hashes": digests})
                 return {row.key_hash for row in result}
         except (SQLAlchemyError, OSError) as exc:
             raise Unavailable(str(exc)) from exc
