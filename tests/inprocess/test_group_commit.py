@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from cdr_ingest.dedupe import Submitter
 from tests.helpers import Tenant, create_tenant
-from tests.inprocess.conftest import Pipeline
+from tests.inprocess.conftest import Pipeline, PipelineFactory
 
 SUBMIT = "/api_submitcdr.aspx"
 
@@ -109,3 +109,28 @@ async def test_a_failing_group_answers_50503_and_the_next_group_is_served(
     assert again == {"0": 1, "50421": 4}
     await pipeline.wait_stored(tenant, 1)
     assert await _stored_count(pipeline, tenant) == 1
+
+
+async def test_after_postgres_drops_its_connections_ingest_answers_50503_then_recovers(
+    pipeline_factory: PipelineFactory,
+) -> None:
+    # Ingest's pool does not ping connections before use: a connection the server killed
+    # fails one statement, answered 50503 (nothing stored), and the pool reconnects.
+    async with pipeline_factory() as own:
+        tenant = await own.tenant()
+        assert await own.submit(tenant, ExternalID="pg1") == "0"
+        db = own.database_url.rsplit("/", 1)[1]
+        await own.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            db,
+        )
+        answers = [await own.submit(tenant, ExternalID=f"pg{i}") for i in range(2, 8)]
+        assert set(answers) <= {"0", "50503"}
+        assert answers[-3:] == ["0", "0", "0"]
+        accepted = 1 + answers.count("0")
+        await own.wait_stored(tenant, accepted)
+        rows = await own.sql(
+            "SELECT count(*) AS n FROM cdr WHERE database_id = $1", tenant.database_id
+        )
+        assert rows[0]["n"] == accepted
