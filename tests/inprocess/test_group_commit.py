@@ -134,3 +134,21 @@ async def test_after_postgres_drops_its_connections_ingest_answers_50503_then_re
             "SELECT count(*) AS n FROM cdr WHERE database_id = $1", tenant.database_id
         )
         assert rows[0]["n"] == accepted
+
+
+async def test_a_submission_that_fits_the_limit_costs_one_admit_statement(
+    pipeline: Pipeline,
+) -> None:
+    tenant = await create_tenant(pipeline.rater, daily_limit=2)
+    assert await pipeline.submit(tenant, ExternalID="fit1") == "0"
+    with admit_statements(tenant) as fits:
+        assert await pipeline.submit(tenant, ExternalID="fit2") == "0"
+    assert len(fits) == 1  # one statement, no transaction around it
+    with admit_statements(tenant) as over:
+        assert await pipeline.submit(tenant, ExternalID="fit3") == "50429"
+    # It did not fit: that statement undid itself and the transaction granted nothing.
+    assert len(over) == 2
+    keys = await pipeline.sql(
+        "SELECT count(*) AS n FROM ingest_key WHERE database_id = $1", tenant.database_id
+    )
+    assert keys[0]["n"] == 2
