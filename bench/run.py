@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
         ("--paced-connections", 256, "connection cap of the fixed-rate compat row"),
         ("--batch-size", 10_000, "records per /v1/cdrs body"),
-        ("--batch-concurrency", 4, "/v1/cdrs bodies in flight"),
+        ("--batch-concurrency", 2, "/v1/cdrs bodies in flight"),
     )
     for flag, default, text in whole_numbers:
         parser.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -181,11 +181,13 @@ class PgKeyStore:
 
 
 def _admissions(
-    rows: Sequence[Row[Any]], candidates: Sequence[Candidate]
+    rows: Sequence[Sequence[Any]], candidates: Sequence[Candidate]
 ) -> tuple[list[Admission], list[bool]]:
     """Each candidate's Admission from the admit rows, and whether it needs a slot: a key is
     new exactly when it came back with the cdr_id proposed for it."""
-    found = {r.key_hash: (r.cdr_id, r.acknowledged) for r in rows if r.key_hash}
+    # Positional reads of the last three columns (key_hash, cdr_id, acknowledged): a batch
+    # of 10,000 keys made attribute access on the rows a tenth of the request's CPU.
+    found = {row[-3]: row for row in rows}
     admissions = []
     needs_slot = []
     for c in candidates:
@@ -193,13 +195,15 @@ def _admissions(
             admissions.append(Admission(Admitted.NEW, c.cdr_id))
             needs_slot.append(True)
             continue
-        cdr_id, acknowledged = found[c.key.digest]
+        row = found[c.key.digest]
+        cdr_id = row[-2]
         if cdr_id == c.cdr_id:
-            status = Admitted.NEW
+            admissions.append(Admission(Admitted.NEW, c.cdr_id))
+            needs_slot.append(True)
         else:
-            status = Admitted.ACKNOWLEDGED if acknowledged else Admitted.PENDING
-        admissions.append(Admission(status, cdr_id))
-        needs_slot.append(status is Admitted.NEW)
+            status = Admitted.ACKNOWLEDGED if row[-1] else Admitted.PENDING
+            admissions.append(Admission(status, cdr_id))
+            needs_slot.append(False)
     return admissions, needs_slot
 
 
