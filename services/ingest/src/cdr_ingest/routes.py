@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
@@ -61,10 +61,23 @@ def _answer(code: int) -> PlainTextResponse:
 
 
 def _query(scope: Scope) -> dict[str, str]:
-    """The query string as Starlette reads it (latin-1, blanks kept, the last of a repeated
-    name wins), names lower-cased: they match case-insensitively."""
-    pairs = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-    return {k.lower(): v for k, v in pairs.items()}
+    """The query string, names lower-cased (they match case-insensitively); a name given
+    twice (in any case) takes its last value.
+
+    Decoded as `parse_qsl(..., keep_blank_values=True)` decodes (latin-1 bytes, `+` as a
+    space, percent escapes as UTF-8), but fields without escapes, which is nearly all of
+    them, are taken as they are: parse_qsl was a tenth of the route's CPU.
+    """
+    params: dict[str, str] = {}
+    for field in scope["query_string"].decode("latin-1").split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "%" in field or "+" in field:
+            name = unquote(name.replace("+", " "))
+            value = unquote(value.replace("+", " "))
+        params[name.lower()] = value
+    return params
 
 
 class _CompatSubmit:
