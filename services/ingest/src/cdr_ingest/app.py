@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from cdr_ingest.batch_routes import router as batch_router
 from cdr_ingest.dedupe import Submitter
 from cdr_ingest.deps import IngestLifespanState, IngestState
 from cdr_ingest.groupcommit import GroupCommit
@@ -88,7 +89,7 @@ def create_app(
         title="cdrflow ingest",
         summary="Submit call-detail records (seed 000 compatible)",
         lifespan=lifespan,
-        routers=[router],
+        routers=[router, batch_router],
     )
     # First: the lean compat route answers before FastAPI's documented one is tried.
     app.router.routes.insert(0, compat_route)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 KIND_EXTERNAL_ID = 1
 KIND_NATURAL = 2
+KIND_SOURCE = 3  # an identity the PBX format defines (FreeSWITCH A-leg uuid, Asterisk line)
 
 
 class Unavailable(Exception):
@@ -63,6 +64,12 @@ def key_for(event: CdrSubmitted, *, start_given: bool) -> DedupeKey | None:
     )
     natural = (event.originating_number, event.destination_number, start, str(event.duration))
     return DedupeKey(KIND_NATURAL, _digest("n", *natural))
+
+
+def source_key(identity: str) -> DedupeKey:
+    """A parser's own identity for a record (`Parsed.dedupe_key`): it replaces the contract's
+    rule for that record, so a forked Asterisk dial (one uniqueid, two lines) is two calls."""
+    return DedupeKey(KIND_SOURCE, _digest("s", identity))
 
 
 def _digest(*parts: str) -> bytes:
