@@ -8,7 +8,6 @@ from cdr_ingest.app import create_app
 from cdr_ingest.settings import IngestSettings
 from cdrmodel.web import serve
 
-
 # A 10,000-record body allocates hundreds of thousands of small objects; with the default
 # young-generation threshold (700) the collector ran hundreds of times per body and walked
 # everything alive each time it reached the older generations (/v1/cdrs: ~4k -> ~6k CDRs/s
