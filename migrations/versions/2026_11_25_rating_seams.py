@@ -1,4 +1,4 @@
-"""Rating seams: tenant.config_version, rate_line.time_band, cdr.revision, cdr_revision
+"""Rating seams: tenant.config_version, rate_line.time_band, cdr.revision, cdr.pricing, cdr_revision
 
 Revision ID: rating_seams
 Revises: ingest_dedupe
@@ -24,6 +24,9 @@ def upgrade() -> None:
     )
     op.add_column("rate_line", sa.Column("time_band", sa.Text(), nullable=True))
     op.add_column("cdr", sa.Column("revision", sa.Integer(), server_default="1", nullable=False))
+    op.add_column(
+        "cdr", sa.Column("pricing", postgresql.JSONB(astext_type=sa.Text()), nullable=True)
+    )
     op.create_table(
         "cdr_revision",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
@@ -59,6 +62,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_cdr_revision_database_id_changed_at"), table_name="cdr_revision")
     op.drop_table("cdr_revision")
+    op.drop_column("cdr", "pricing")
     op.drop_column("cdr", "revision")
     op.drop_column("rate_line", "time_band")
     op.drop_column("tenant", "config_version")

@@ -188,6 +188,9 @@ cdr = Table(
     # 1 when first stored; each re-rate that changes the record takes the next one (and a
     # new feed_id), and keeps what it replaced in cdr_revision.
     Column("revision", Integer, nullable=False, server_default="1"),
+    # How the price came about (package and why, lines matched, increments, arithmetic),
+    # written with the price so /explain shows it even after the deck was replaced.
+    Column("pricing", JSONB, nullable=True),
     _ts("rated_at"),
     _ts("updated_at"),
     ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),

@@ -131,6 +131,9 @@ class Rating:
     rate: Decimal | None = None
     total: Decimal | None = None
     cost: Decimal | None = None
+    # The lines that priced the call (sell, cost): what explain and the history describe.
+    line: RateLine | None = None
+    cost_line: RateLine | None = None
 
     @property
     def call_billing(self) -> str | None:
@@ -198,7 +201,7 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
         rating.call_type = phone.INBOUND
         if line is None:  # inbound without an inbound line is free
             rating.rated, rating.total, rating.rate = True, ZERO, ZERO
-            rating.cost = _cost(plan, package, deck_number, call, answered)
+            rating.cost, rating.cost_line = _cost(plan, package, deck_number, call, answered)
             return rating
     else:
         rating.call_type = phone.dialled_type(party, plan.home_country) or phone.classify(
@@ -209,24 +212,25 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
             return rating
 
     rating.rated = True
+    rating.line = line
     rating.destination_name = line.destination or None
     rating.matched_prefix = line.prefix
     rating.rate = line.rate
     rating.billed_seconds = billed_seconds(call.duration, answered, line)
     rating.total = charge(line, rating.billed_seconds)
-    rating.cost = _cost(plan, package, deck_number, call, answered)
+    rating.cost, rating.cost_line = _cost(plan, package, deck_number, call, answered)
     return rating
 
 
 def _cost(
     plan: TenantPlan, package: Package, number: str, call: Call, answered: bool
-) -> Decimal | None:
+) -> tuple[Decimal | None, RateLine | None]:
     """Rule 6: the same formula over the package's route (termination) deck."""
     if package.route_id is None or call.start_time is None:
-        return None
+        return None, None
     deck = plan.routes.get(package.route_id)
     direction = INBOUND if call.destination in plan.extensions else OUTBOUND
     line = deck.match(number, call.start_time, direction) if deck is not None else None
     if line is None:
-        return None
-    return charge(line, billed_seconds(call.duration, answered, line))
+        return None, None
+    return charge(line, billed_seconds(call.duration, answered, line)), line
