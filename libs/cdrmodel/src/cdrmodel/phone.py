@@ -16,7 +16,12 @@ TOLL_FREE = "8"
 PREMIUM = "9"
 OPERATOR = "O"
 INBOUND = "IB"
+TOLL_FREE_INBOUND = "IS"
+TOLL_FREE_INBOUND_MOBILE = "IM"
 ON_NET = "2T"
+
+# Number types a local call can reach: NANP reports fixed and mobile numbers as one type.
+_GEOGRAPHIC = frozenset({PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 
 _OPERATOR_NUMBERS = frozenset({"0", "00", "411", "611", "911", "112", "999", "000"})
 
@@ -83,9 +88,69 @@ def dialled_type(raw: str, home_country: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=512)
 def calling_code(home_country: str) -> str:
     """The home country's calling code as digits (`1` for US, `44` for GB)."""
     return str(phonenumbers.country_code_for_region(home_country.upper()))
+
+
+@lru_cache(maxsize=65536)
+def _parsed(e164_digits: str) -> phonenumbers.PhoneNumber | None:
+    """A valid E.164 number as phonenumbers reads it, or None (parsed once per number)."""
+    try:
+        parsed = phonenumbers.parse("+" + e164_digits, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return parsed if phonenumbers.is_valid_number(parsed) else None
+
+
+@lru_cache(maxsize=65536)
+def area(e164_digits: str, home_country: str) -> str | None:
+    """The E.164 digits up to the end of the area code (`1613`, `4420`) of a valid geographic
+    home-country number; None for anything else (extensions, mobiles, other countries)."""
+    parsed = _parsed(e164_digits) if e164_digits else None
+    if parsed is None or phonenumbers.region_code_for_number(parsed) != home_country.upper():
+        return None
+    if phonenumbers.number_type(parsed) not in _GEOGRAPHIC:
+        return None
+    length = phonenumbers.length_of_geographical_area_code(parsed)
+    if length == 0:
+        return None
+    national = phonenumbers.national_significant_number(parsed)
+    return str(parsed.country_code) + national[:length]
+
+
+@lru_cache(maxsize=65536)
+def complete_local(raw: str, home_country: str, other_area: str | None) -> str | None:
+    """A local-form number completed with the other party's area code (`8220000` called from
+    +1 613 555 0000 is `16138220000`); None when that area is unknown or the result is not a
+    valid number of that area, so the caller matches the country-wide line instead."""
+    if other_area is None:
+        return None
+    full = other_area + digits_only(raw)
+    return full if area(full, home_country) == other_area else None
+
+
+def outbound_type(dialled: str, number: str, caller_area: str | None, home_country: str) -> str:
+    """The seed-001 type of an outbound call: `O` and local-form `L` from the number as
+    dialled, else from the normalised number, `S` becoming `L` within the caller's area."""
+    kind = dialled_type(dialled, home_country) or classify(number, home_country)
+    if kind == NATIONAL and caller_area is not None and area(number, home_country) == caller_area:
+        return LOCAL
+    return kind
+
+
+@lru_cache(maxsize=65536)
+def inbound_type(called: str, caller: str, home_country: str) -> str:
+    """`IS` for a call to a toll-free number of the tenant (`IM` when the caller is a mobile),
+    else `IB`. Both normalised."""
+    parsed = _parsed(called) if called else None
+    if parsed is None or phonenumbers.number_type(parsed) != PhoneNumberType.TOLL_FREE:
+        return INBOUND
+    from_ = _parsed(caller) if caller else None
+    if from_ is not None and phonenumbers.number_type(from_) == PhoneNumberType.MOBILE:
+        return TOLL_FREE_INBOUND_MOBILE
+    return TOLL_FREE_INBOUND
 
 
 @lru_cache(maxsize=65536)
