@@ -201,9 +201,10 @@ class Rating:
         return "free" if self.total == 0 else "billed"
 
 
-def _parties(call: Call, plan: TenantPlan) -> tuple[str, str, str, str | None]:
-    """(direction, the other party's normalised number, the digits matched against the deck,
-    the area code of the tenant's own side). The other party is the caller for inbound.
+def _parties(call: Call, plan: TenantPlan) -> tuple[str, phone.Number, str, str, str | None]:
+    """(direction, the other party as dialled, its normalised number, the digits matched
+    against the deck, the area code of the tenant's own side). The other party is the caller
+    for inbound, the callee otherwise.
 
     A local-form number (`8220000`) lacks its area code: it takes the area of the tenant's own
     number when that is a geographic number, else only the home country's country-wide line
@@ -214,19 +215,20 @@ def _parties(call: Call, plan: TenantPlan) -> tuple[str, str, str, str | None]:
         direction, party, own = INBOUND, call.originating, call.destination
     else:
         direction, party, own = OUTBOUND, call.destination, call.originating
-    own_area = phone.area(phone.normalize(own, home), home)
-    number = phone.normalize(party, home)
-    if phone.local_only(party, home):
+    own_area = phone.describe(own, home).area
+    other = phone.describe(party, home)
+    number = other.digits
+    if other.local_only:
         full = phone.complete_local(party, home, own_area)
         if full is None:
-            return direction, number, phone.calling_code(home), own_area
+            return direction, other, number, phone.calling_code(home), own_area
         number = full
-    return direction, number, number, own_area
+    return direction, other, number, number, own_area
 
 
 def party_number(call: Call, plan: TenantPlan) -> tuple[str, str]:
     """(direction, the digits the call is matched on in the deck): what a batch must load."""
-    direction, _, deck_number, _ = _parties(call, plan)
+    direction, _, _, deck_number, _ = _parties(call, plan)
     return direction, deck_number
 
 
@@ -248,15 +250,13 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
             rate=ZERO,
         )
 
-    direction, number, deck_number, own_area = _parties(call, plan)
-    home = plan.home_country
+    direction, other, number, deck_number, own_area = _parties(call, plan)
     if direction == INBOUND:
         ext_name, ext = call.destination, target
-        called = phone.normalize(call.destination, home)
-        call_type = phone.inbound_type(called, number, home)
+        call_type = phone.inbound_type(phone.describe(call.destination, plan.home_country), other)
     else:
         ext_name, ext = call.originating, origin
-        call_type = phone.outbound_type(call.destination, number, own_area, home)
+        call_type = phone.outbound_type(other, own_area)
     # An extension without a package of its own falls back to the account's default.
     package_id = (ext.package_id if ext is not None else None) or default_package
     rating = Rating(
