@@ -197,6 +197,8 @@ def test_inbound_call_types(home: str, called: str, caller: str, call_type: str)
     assert (rating.direction, rating.call_type) == ("inbound", call_type)
 
 
-def test_call_type_is_known_even_when_the_call_cannot_be_priced() -> None:
-    rating = rate_call(Call("555", "+442071234567", T0, 60), plan("US"), default_package=None)
-    assert (rating.unrated_reason, rating.call_type) == ("no_package", "I")
+def test_call_type_is_set_once_a_package_is_known() -> None:
+    no_package = rate_call(Call("555", "+442071234567", T0, 60), plan("US"), default_package=None)
+    assert (no_package.unrated_reason, no_package.call_type) == ("no_package", None)
+    no_rate = rate_call(Call("100", "+33140000000", T0, 60), plan("US"), default_package=None)
+    assert (no_rate.unrated_reason, no_rate.call_type) == ("no_rate", "I")

@@ -267,7 +267,6 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
         account=ext.account if ext else None,
         client=ext.client if ext else None,
         number=number,
-        call_type=call_type,
     )
     start = call.start_time
     if start is None:
@@ -277,7 +276,9 @@ def rate_call(call: Call, plan: TenantPlan, *, default_package: str | None) -> R
     if package is None:
         rating.unrated_reason = "no_package"
         return rating
-    rating.route_id = package.route_id
+    # Typed only once a package is known: queries and feeds filter no_package records out of
+    # the call types (tests/inprocess/test_queries.py); a no_rate record keeps its type.
+    rating.route_id, rating.call_type = package.route_id, call_type
     answered = call.disposition == "ANSWERED"
     zone = plan.timezone
 
