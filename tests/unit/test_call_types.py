@@ -154,11 +154,21 @@ def test_local_calls_within_the_callers_area(
     assert rating.call_type == call_type
 
 
-def test_local_form_number_takes_the_area_of_the_callers_number() -> None:
-    # From an Ottawa number 8220000 is 613-822-0000: the Ottawa line prices it.
-    rating = rate_call(Call("16135550100", "8220000", T0, 60), plan("CA"), default_package="pkg")
-    assert (rating.call_type, rating.number) == ("L", "16138220000")
-    assert (rating.matched_prefix, rating.total) == ("1613", D("0.01500000"))
+@pytest.mark.parametrize(
+    ("home", "caller", "dialled", "number", "prefix"),
+    [
+        # From an Ottawa number 8220000 is 613-822-0000: the Ottawa line prices it.
+        ("CA", "16135550100", "8220000", "16138220000", "1613"),
+        ("GB", "442071234567", "71234568", "442071234568", "44"),
+        # 123-4567 can't be a New York number (no exchange starts with 1): country-wide line
+        ("US", "12125550100", "1234567", "11234567", "1"),
+    ],
+)
+def test_local_form_number_takes_the_area_of_the_callers_number(
+    home: str, caller: str, dialled: str, number: str, prefix: str
+) -> None:
+    rating = rate_call(Call(caller, dialled, T0, 60), plan(home), default_package="pkg")
+    assert (rating.call_type, rating.number, rating.matched_prefix) == ("L", number, prefix)
 
 
 def test_local_form_caller_takes_the_area_of_the_called_extension() -> None:
