@@ -229,3 +229,32 @@ async def test_a_caller_without_extension_or_default_package_is_unrated_no_packa
     (record,) = await pipeline.wait_stored(tenant, 1)
     assert record["rated"] is False and record["unrated_reason"] == "no_package"
     assert record["total"] is None and record["price"] == 0
+
+
+async def test_every_configuration_change_bumps_the_tenants_config_version(
+    pipeline: Pipeline, tenant: Tenant
+) -> None:
+    async def version() -> int:
+        rows = await pipeline.sql(
+            f"SELECT config_version FROM tenant WHERE database_id = '{tenant.database_id}'"
+        )
+        return int(rows[0][0])
+
+    base = _tenant_url(tenant)
+    changes = [
+        ("put", base, {"json": {"name": "renamed", "timezone": "UTC"}}),
+        ("put", f"{base}/extensions/4242", {"json": {"package": tenant.package}}),
+        ("put", f"{base}/packages/P2", {"json": {"name": "second"}}),
+        ("put", f"{base}/routes/R2", {"json": {"name": "route two"}}),
+        ("put", f"{base}/packages/P2/rates", {"json": [{"prefix": "44", "rate": "0.1"}]}),
+    ]
+    for method, url, kwargs in changes:
+        before = await version()
+        resp = await getattr(pipeline.rater, method)(url, headers=AUTH, **kwargs)
+        assert resp.status_code == 200, resp.text
+        assert await version() == before + 1, url
+    # A refused change changes nothing.
+    before = await version()
+    resp = await pipeline.rater.put(f"{base}/packages/NOPE/rates", headers=AUTH, json=[])
+    assert resp.status_code == 404
+    assert await version() == before

@@ -126,3 +126,89 @@ def test_inbound_from_a_local_form_caller_matches_the_country_wide_inbound_line(
 )
 def test_dialled_type(home: str, dialled: str, expected: str | None) -> None:
     assert phone.dialled_type(dialled, home) == expected
+
+
+# Seed 001: `L` is a local call, whether dialled in local form or in full within the area
+# of the tenant's own number; `S` is a national call beyond it.
+@pytest.mark.parametrize(
+    ("home", "caller", "dialled", "call_type"),
+    [
+        ("US", "12125550100", "2125550199", "L"),  # same area code, dialled in full
+        ("US", "12125550100", "+1 212 555 0199", "L"),
+        ("US", "12125550100", "3125550199", "S"),  # another area: national
+        ("US", "12125550100", "5550199", "L"),  # local form
+        ("US", "12125550100", "18005551234", "8"),  # toll free stays 8
+        ("US", "12125550100", "16135550100", "I"),
+        ("US", "100", "2125550199", "S"),  # an extension has no area: national
+        ("GB", "442071234567", "02079460000", "L"),  # London to London
+        ("GB", "442071234567", "01614960000", "S"),  # London to Manchester
+        ("GB", "442071234567", "07400123456", "M"),  # mobiles have no area
+        ("FR", "33140000000", "0145000000", "L"),
+        ("FR", "33140000000", "0612345678", "M"),
+    ],
+)
+def test_local_calls_within_the_callers_area(
+    home: str, caller: str, dialled: str, call_type: str
+) -> None:
+    rating = rate_call(Call(caller, dialled, T0, 60), plan(home), default_package="pkg")
+    assert rating.call_type == call_type
+
+
+@pytest.mark.parametrize(
+    ("home", "caller", "dialled", "number", "prefix"),
+    [
+        # From an Ottawa number 8220000 is 613-822-0000: the Ottawa line prices it.
+        ("CA", "16135550100", "8220000", "16138220000", "1613"),
+        ("GB", "442071234567", "71234568", "442071234568", "44"),
+        # 123-4567 can't be a New York number (no exchange starts with 1): country-wide line
+        ("US", "12125550100", "1234567", "11234567", "1"),
+    ],
+)
+def test_local_form_number_takes_the_area_of_the_callers_number(
+    home: str, caller: str, dialled: str, number: str, prefix: str
+) -> None:
+    rating = rate_call(Call(caller, dialled, T0, 60), plan(home), default_package="pkg")
+    assert (rating.call_type, rating.number, rating.matched_prefix) == ("L", number, prefix)
+
+
+def test_local_form_caller_takes_the_area_of_the_called_extension() -> None:
+    lines = [*DECK, RateLine(prefix="1212", rate=D("0.0400"), direction="inbound")]
+    p = TenantPlan(
+        home_country="US",
+        extensions={"12125550100": Extension("pkg")},
+        packages={"pkg": Package(route_id=None, deck=RateDeck(lines))},
+    )
+    rating = rate_call(Call("5550199", "12125550100", T0, 60), p, default_package=None)
+    assert (rating.number, rating.matched_prefix, rating.total) == (
+        "12125550199",
+        "1212",
+        D("0.04000000"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("home", "called", "caller", "call_type"),
+    [
+        ("US", "18005550100", "12125550123", "IS"),  # toll-free inbound
+        ("US", "18005550100", "+447400123456", "IM"),  # ... from a mobile
+        ("US", "12125550100", "+447400123456", "IB"),
+        ("US", "100", "12125550123", "IB"),
+        ("GB", "08001234567", "07400123456", "IM"),
+        ("GB", "08001234567", "02071234567", "IS"),
+    ],
+)
+def test_inbound_call_types(home: str, called: str, caller: str, call_type: str) -> None:
+    p = TenantPlan(
+        home_country=home,
+        extensions={called: Extension("pkg")},
+        packages={"pkg": Package(route_id=None, deck=RateDeck(DECK))},
+    )
+    rating = rate_call(Call(caller, called, T0, 60), p, default_package=None)
+    assert (rating.direction, rating.call_type) == ("inbound", call_type)
+
+
+def test_call_type_is_set_once_a_package_is_known() -> None:
+    no_package = rate_call(Call("555", "+442071234567", T0, 60), plan("US"), default_package=None)
+    assert (no_package.unrated_reason, no_package.call_type) == ("no_package", None)
+    no_rate = rate_call(Call("100", "+33140000000", T0, 60), plan("US"), default_package=None)
+    assert (no_rate.unrated_reason, no_rate.call_type) == ("no_rate", "I")

@@ -52,6 +52,10 @@ tenant = Table(
     Column("timezone", Text, nullable=False, server_default="UTC"),
     Column("country", Text, nullable=False, server_default="US"),
     Column("currency", Text, nullable=False, server_default="USD"),
+    # Bumped in the transaction of every change to the tenant's rating configuration
+    # (accounts, packages, routes, extensions, decks): raters compare it to reload what
+    # they cache, and the re-rating job to find unrated records a change may now price.
+    Column("config_version", BigInteger, nullable=False, server_default="0"),
     _ts("created_at"),
     _ts("updated_at"),
 )
@@ -112,6 +116,8 @@ rate_line = Table(
     Column("effective_from", DateTime(timezone=True), nullable=True),
     Column("effective_to", DateTime(timezone=True), nullable=True),
     Column("direction", Text, nullable=False, server_default="outbound"),
+    # Optional time-of-day band (e.g. "mon-fri 08:00-18:00"); null = any time.
+    Column("time_band", Text, nullable=True),
     ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
     Index(None, "database_id", "prefix"),
     Index(None, "database_id", "deck_kind", "deck_id"),
@@ -179,12 +185,35 @@ cdr = Table(
         nullable=False,
         server_default=cdr_feed_seq.next_value(),
     ),
+    # 1 when first stored; each re-rate that changes the record takes the next one (and a
+    # new feed_id), and keeps what it replaced in cdr_revision.
+    Column("revision", Integer, nullable=False, server_default="1"),
+    # How the price came about (package and why, lines matched, increments, arithmetic),
+    # written with the price so /explain shows it even after the deck was replaced.
+    Column("pricing", JSONB, nullable=True),
     _ts("rated_at"),
     _ts("updated_at"),
     ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
     Index(None, "database_id", "feed_id"),
     Index(None, "database_id", "start_time"),
     Index(None, "database_id", "unrated_reason", postgresql_where=text("NOT rated")),
+)
+
+# The price history of a CDR: one row per re-rate, with what it replaced and why.
+cdr_revision = Table(
+    "cdr_revision",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("cdr_id", UUID(as_uuid=True), nullable=False),
+    Column("database_id", Text, nullable=False),
+    Column("revision", Integer, nullable=False),  # the revision this re-rate created
+    Column("reason", Text, nullable=False),  # e.g. config_changed, start_time_corrected, rerate
+    Column("old", JSONB, nullable=False),  # pricing fields before (money as 8-place strings)
+    Column("new", JSONB, nullable=False),  # and after
+    _ts("changed_at"),
+    ForeignKeyConstraint(["cdr_id"], ["cdr.cdr_id"], ondelete="CASCADE"),
+    UniqueConstraint("cdr_id", "revision"),
+    Index(None, "database_id", "changed_at"),
 )
 
 subscription = Table(

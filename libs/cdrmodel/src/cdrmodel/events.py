@@ -45,10 +45,12 @@ class CdrSubmitted(BaseModel):
 class CdrRated(BaseModel):
     """A CDR stored by the rater, priced or held unrated (topic cdr.rated.v1).
 
-    `record` is the contract's stored record, ready to push; `feed_id` names this version.
+    `record` is the contract's stored record, ready to push; `feed_id` names this version and
+    `revision` counts the record's prices (1 when first stored, +1 at each re-rate).
     """
 
     cdr_id: uuid.UUID
     database_id: str
     feed_id: int
+    revision: int = 1
     record: dict[str, Any]

@@ -77,7 +77,7 @@ class RatingHandler:
                 continue
             evs = [i.event for i in group]
             zones[database_id] = tenant["timezone"]
-            plan = TenantPlan(home_country=tenant["country"])
+            plan = TenantPlan(home_country=tenant["country"], timezone=tenant["timezone"])
             plan.extensions = await repository.load_extensions(
                 conn,
                 database_id=database_id,

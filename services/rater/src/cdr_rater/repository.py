@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cdr_rater import bands
 from cdr_rater.pricing import Extension, Package, RateDeck, RateLine
 from cdrmodel.db import api_account, cdr, extension, package, rate_line, tenant
 
@@ -79,6 +80,7 @@ async def load_decks(
                     effective_from=r.effective_from,
                     effective_to=r.effective_to,
                     direction=r.direction,
+                    time_band=bands.parse(r.time_band),
                 )
             )
     packages = {

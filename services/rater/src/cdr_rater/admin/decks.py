@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from cdr_rater import bands
 from cdrmodel.errors import Unprocessable
 from cdrmodel.money import storable
 
@@ -22,6 +23,7 @@ COLUMNS = (
     "effective_from",
     "effective_to",
     "direction",
+    "time_band",
 )
 _MAX_ERRORS = 20
 
@@ -51,6 +53,12 @@ def _when(value: Any, name: str) -> datetime:
     except ValueError:
         raise ValueError(f"{name} {value!r} is not an ISO 8601 date/time") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _band(value: Any) -> str | None:
+    """The band's canonical spelling, None for `default` or none; ValueError when unreadable."""
+    band = bands.parse(None if value is None else str(value))
+    return band.text if band is not None else None
 
 
 def parse_line(raw: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +94,7 @@ def parse_line(raw: dict[str, Any]) -> dict[str, Any]:
             _when(present["effective_to"], "effective_to") if "effective_to" in present else None
         ),
         "direction": str(present.get("direction", "outbound")).strip().lower(),
+        "time_band": _band(present.get("time_band")),
     }
     if line["direction"] not in ("outbound", "inbound"):
         raise ValueError("direction must be outbound or inbound")

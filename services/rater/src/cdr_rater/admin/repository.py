@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select
+from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
@@ -29,13 +29,33 @@ async def _upsert(
 
 
 async def upsert_tenant(conn: AsyncConnection, *, database_id: str, values: dict[str, Any]) -> None:
-    await _upsert(conn, tenant, {"database_id": database_id}, values)
+    # The zone and home country change how calls are rated: a configuration change too.
+    stmt = pg_insert(tenant).values(database_id=database_id, **values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[tenant.c.database_id],
+        set_={**values, "updated_at": func.now(), "config_version": tenant.c.config_version + 1},
+    )
+    await conn.execute(stmt)
+
+
+async def changed_tenant(conn: AsyncConnection, database_id: str) -> None:
+    """Bumps the tenant's config_version in the caller's transaction (raters reload what they
+    cache of it, re-rating looks again at its unrated records); NotFound without the tenant.
+    The row lock it takes also orders concurrent configuration changes of one tenant."""
+    found = await conn.scalar(
+        update(tenant)
+        .where(tenant.c.database_id == database_id)
+        .values(config_version=tenant.c.config_version + 1)
+        .returning(tenant.c.database_id)
+    )
+    if found is None:
+        raise NotFound(f"tenant {database_id!r} not found")
 
 
 async def upsert_api_account(
     conn: AsyncConnection, *, database_id: str, api_account_id: str, values: dict[str, Any]
 ) -> None:
-    await require_tenant(conn, database_id)
+    await changed_tenant(conn, database_id)
     keys = {"database_id": database_id, "api_account_id": api_account_id}
     await _upsert(conn, api_account, keys, values)
 
@@ -43,7 +63,7 @@ async def upsert_api_account(
 async def upsert_package(
     conn: AsyncConnection, *, database_id: str, package_id: str, name: str, route_id: str | None
 ) -> None:
-    await require_tenant(conn, database_id)
+    await changed_tenant(conn, database_id)
     keys = {"database_id": database_id, "package_id": package_id}
     await _upsert(conn, package, keys, {"name": name, "route_id": route_id})
 
@@ -51,14 +71,14 @@ async def upsert_package(
 async def upsert_route(
     conn: AsyncConnection, *, database_id: str, route_id: str, name: str
 ) -> None:
-    await require_tenant(conn, database_id)
+    await changed_tenant(conn, database_id)
     await _upsert(conn, route, {"database_id": database_id, "route_id": route_id}, {"name": name})
 
 
 async def upsert_extension(
     conn: AsyncConnection, *, database_id: str, number: str, values: dict[str, Any]
 ) -> None:
-    await require_tenant(conn, database_id)
+    await changed_tenant(conn, database_id)
     await _upsert(conn, extension, {"database_id": database_id, "extension": number}, values)
 
 
@@ -76,7 +96,7 @@ async def replace_deck(
 ) -> None:
     """Delete the deck's lines and insert the new ones; the caller's transaction makes it
     atomic (a rater sees the old deck or the new one, never a mix)."""
-    await require_tenant(conn, database_id)
+    await changed_tenant(conn, database_id)
     owner, owner_key = _deck_owner(kind)
     exists = await conn.scalar(
         select(owner_key).where(owner.c.database_id == database_id, owner_key == deck_id)
