@@ -27,7 +27,7 @@ router = APIRouter(tags=["rating"])
     "/v1/rate/quote",
     response_model=QuoteRead,
     summary="Price a hypothetical call, as it would be rated now; nothing is stored or sent",
-    responses=error_responses(401, 404, 422, 503),
+    responses=error_responses(400, 401, 404, 422, 503),
 )
 async def quote(body: QuoteRequest, principal: PrincipalDep, state: StateDep) -> dict[str, Any]:
     now = datetime.now(UTC)
