@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from dataclasses import dataclass
@@ -234,3 +236,19 @@ def split_login(login: str) -> tuple[str, str]:
     """`DatabaseID/APIAccountID` as one string (Basic user name, `login=` parameter)."""
     database_id, _, account_id = login.partition("/")
     return database_id, account_id
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(login, password) of an `Authorization: Basic …` header; None for any other scheme.
+
+    A header that does not decode gives empty credentials, so the caller answers the
+    contract's "DatabaseID missing" like any other request without them.
+    """
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    login, _, password = decoded.partition(":")
+    return login, password

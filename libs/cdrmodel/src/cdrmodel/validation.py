@@ -40,6 +40,8 @@ Identifier = _text(100, min_length=1)
 Name = _text(200)
 # Secrets and passwords: bounded so hashing a huge body cannot stall a worker.
 Secret = _text(1024, min_length=1)
+# Calling and called numbers as a PBX sends them (contract §2: at most 20 characters).
+PhoneText = _text(20, min_length=1)
 # URLs of webhooks.
 UrlText = _text(2048, min_length=1)
 

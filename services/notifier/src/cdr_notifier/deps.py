@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Annotated, TypedDict
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cdrmodel.principals import Principal, PrincipalDirectory, split_login
+from cdrmodel.principals import (
+    Principal,
+    PrincipalDirectory,
+    basic_credentials,
+    split_login,
+)
 from cdrmodel.web import OpsState
 
 
@@ -42,13 +45,9 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
     """An API account from HTTP Basic (`DB/ACCOUNT`) or `login=` / `password=` parameters."""
     login = request.query_params.get("login")
     password = request.query_params.get("password")
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("basic "):
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            decoded = ""
-        login, _, password = decoded.partition(":")
+    basic = basic_credentials(request.headers.get("authorization", ""))
+    if basic is not None:
+        login, password = basic
     database_id, account_id = split_login(login or "")
     client = request.client.host if request.client else None
     return await state.directory.authenticate(database_id, account_id, password, client=client)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from cdr_rater.admin.routes import router as admin_router
 from cdr_rater.consumer import consume
 from cdr_rater.deps import RaterLifespanState, RaterState
+from cdr_rater.quote_routes import router as quote_router
 from cdr_rater.settings import RaterSettings
 from cdrmodel import rejections
 from cdrmodel.db import make_engine
@@ -23,6 +24,7 @@ from cdrmodel.kafka import (
     make_producer,
     topic_name,
 )
+from cdrmodel.principals import PrincipalDirectory
 from cdrmodel.supervisor import Supervisor
 from cdrmodel.web import build_app, service_ops
 
@@ -69,7 +71,8 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         )
         log.info("rater ready on %s:%s", settings.host, settings.port)
         try:
-            yield {"ops": ops, "rater": RaterState(engine=engine)}
+            state = RaterState(engine=engine, directory=PrincipalDirectory(engine))
+            yield {"ops": ops, "rater": state}
         finally:
             await supervisor.stop()
             await consumer.close()
@@ -81,5 +84,5 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         title="cdrflow rater",
         summary="Prices and stores CDRs; admin API for tenants, decks and extensions",
         lifespan=lifespan,
-        routers=[admin_router, rejections.router],
+        routers=[admin_router, quote_router, rejections.router],
     )

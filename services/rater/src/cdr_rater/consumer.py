@@ -19,8 +19,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_rater import repository
-from cdr_rater.handler import match_numbers, rate_events, rated_event
-from cdr_rater.pricing import TenantPlan
+from cdr_rater.handler import rate_events, rated_event
 from cdrmodel.consumer import BatchProcessor, Item, Rejection, Stored
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.kafka import KafkaClient, run_batches
@@ -77,20 +76,7 @@ class RatingHandler:
                 continue
             evs = [i.event for i in group]
             zones[database_id] = tenant["timezone"]
-            plan = TenantPlan(home_country=tenant["country"], timezone=tenant["timezone"])
-            plan.extensions = await repository.load_extensions(
-                conn,
-                database_id=database_id,
-                numbers=[n for e in evs for n in (e.originating_number, e.destination_number)],
-            )
-            defaults = await repository.load_default_packages(
-                conn, database_id=database_id, accounts=[e.api_account for e in evs]
-            )
-            plan.packages, plan.routes = await repository.load_decks(
-                conn,
-                database_id=database_id,
-                prefixes=repository.all_prefixes(match_numbers(evs, plan)),
-            )
+            plan, defaults = await repository.load_plan(conn, tenant=tenant, events=evs)
             rows += rate_events(
                 evs, plan, default_packages=defaults, currency=tenant["currency"], now=now
             )

@@ -8,12 +8,15 @@ from typing import Annotated, TypedDict
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cdrmodel.principals import Principal, PrincipalDirectory, basic_credentials, split_login
 from cdrmodel.web import OpsState
 
 
 @dataclass
 class RaterState:
     engine: AsyncEngine
+    # API accounts, for the routes they call (quote, explain); the admin API uses the token.
+    directory: PrincipalDirectory
 
 
 class RaterLifespanState(TypedDict):
@@ -29,3 +32,15 @@ async def get_state(request: Request) -> RaterState:
 
 
 StateDep = Annotated[RaterState, Depends(get_state)]
+
+
+async def get_principal(request: Request, state: StateDep) -> Principal:
+    """An API account from HTTP Basic (`DatabaseID/APIAccountID`, APIPassword), as ingest's
+    `/v1/cdrs` takes it; a failure is 401 with the contract's code."""
+    login, password = basic_credentials(request.headers.get("authorization", "")) or ("", "")
+    database_id, account_id = split_login(login)
+    client = request.client.host if request.client else None
+    return await state.directory.authenticate(database_id, account_id, password, client=client)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from cdr_rater.explain import describe
 from cdr_rater.pricing import Call, Rating, TenantPlan, party_number, rate_call
 from cdrmodel.events import CdrRated, CdrSubmitted
 from cdrmodel.money import storable
@@ -55,6 +56,7 @@ def _row(event: CdrSubmitted, rating: Rating, *, currency: str, now: datetime) -
         "rate": rating.rate,
         "total": rating.total,
         "cost": rating.cost,
+        "pricing": describe(_call(event), rating),
         "currency": currency,
         "rated_at": now,
         "updated_at": now,
