@@ -148,3 +148,38 @@ async def test_the_worker_dies_with_a_rater_killed_hard() -> None:
     finally:
         if not gone():  # failed: leave no orphan behind
             psutil.Process(worker).kill()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"prefix,rate\n1-4,1\n", "line 2: prefix '1-4' must be digits only"),
+        (b"prefix,rate\n" + b"1" * 21 + b",1\n", "line 2: prefix must have at most 20 digits"),
+        (b"prefix,rate\n+,1\n", "line 2: prefix missing"),
+        (b"prefix,rate\n1,\n", "line 2: rate missing"),
+        (b"prefix,rate\n1,x\n", "line 2: rate 'x' is not a decimal number"),
+        (b"prefix,rate\n1,-1\n", "line 2: rate must be a non-negative number"),
+        (b"prefix,rate\n1,1E+12\n", "line 2: rate must be below 10^12"),
+        (b"prefix,rate,increment\n1,1,0\n", "line 2: increment must be a whole number"),
+        (b"prefix,rate,colour\n1,1,red\n", "line 2: unknown column 'colour'"),
+        (b"prefix,rate,direction\n1,1,up\n", "line 2: direction 'up' must be outbound"),
+        (b"prefix,rate,effective_from\n1,1,soon\n", "line 2: effective_from 'soon' is not"),
+        (b"prefix,rate,effective_to\n1,1,0999-01-01\n", "line 2: effective_to must be between"),
+        (b"prefix,rate,effective_from,effective_to\n1,1,2026-02-01,2026-01-01\n", "line 2: effe"),
+        (b"prefix,rate\n1,1,1\n", "line 2: more fields than the header"),
+        (b"prefix,rate\n1,1\n1,2\n", "line 3: same prefix, direction, effective_from"),
+        (b"prefix,rate,destination\n1,1,a\x01b\n", "line 2: destination must not contain"),
+        (b"prefix,rate,time_band\n1,1," + b"x" * 201 + b"\n", "line 2: time_band is longer"),
+        (b"rate\n1\n", "line 1: CSV header must name at least prefix and rate"),
+        (b"prefix,rate\n\xff,1\n", "CSV deck must be UTF-8"),
+        (b"\r0", "line 1: not readable as CSV"),
+        (b"[1]", "a JSON deck is a list of objects"),
+        (b"[{]", "body is not valid JSON"),
+        (b'[{"prefix": "1", "rate": {}}]', "item 1: rate must be text or a number"),
+        (b'[{"prefix": "1", "rate": false}]', "item 1: rate must be text or a number"),
+    ],
+)
+def test_each_refusal_names_the_line_and_its_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(BadDeck) as caught:
+        parse_deck(body, "", UTC)
+    assert caught.value.message.startswith(reason), caught.value.message
