@@ -42,11 +42,15 @@ async def test_malformed_csv_names_the_line_and_replaces_nothing(
     after = (await pipeline.rater.get(_deck_url(tenant), headers=AUTH)).json()["rates"]
     assert resp.status_code == 422
     body = resp.json()
-    assert body["message"] == "line 3: rate 'lots' is not a decimal number"
-    assert body["detail"] == [
-        "line 3: rate 'lots' is not a decimal number",
-        "line 4: increment must be a whole number >= 1",
-    ]
+    assert body["message"] == "line 3: rate 'lots' is not a decimal number (2 bad lines in all)"
+    assert body["detail"] == {
+        "bad": 2,
+        "listed": 2,
+        "errors": [
+            {"line": 3, "reason": "rate 'lots' is not a decimal number"},
+            {"line": 4, "reason": "increment must be a whole number of seconds, 1 to 86400"},
+        ],
+    }
     assert after == before and len(before) == 3
 
 
@@ -59,8 +63,8 @@ async def test_malformed_csv_names_the_line_and_replaces_nothing(
         (b"prefix,rate\n\xff1,1\n", "text/csv", "CSV deck must be UTF-8"),
         (b"rate\n1\n", "text/csv", "line 1: CSV header must name at least prefix and rate"),
         (b"prefix,rate\n1,2,3\n", "text/csv", "line 2: more fields than the header"),
-        (b"prefix,rate,colour\n1,2,red\n", "text/csv", "line 2: unknown column(s) colour"),
-        (b"prefix,rate\nabc,1\n", "text/csv", "line 2: prefix missing or without digits"),
+        (b"prefix,rate,colour\n1,2,red\n", "text/csv", "line 2: unknown column 'colour'"),
+        (b"prefix,rate\nabc,1\n", "text/csv", "line 2: prefix 'abc' must be digits only"),
         (b"prefix,rate\n1,\n", "text/csv", "line 2: rate missing"),
         (b"prefix,rate\n1,-0.5\n", "text/csv", "line 2: rate must be a non-negative number"),
         (b"prefix,rate\n1,NaN\n", "text/csv", "line 2: rate must be a non-negative number"),
@@ -78,7 +82,7 @@ async def test_malformed_csv_names_the_line_and_replaces_nothing(
         (
             b"prefix,rate,initial_increment\n1,1,x\n",
             "text/csv",
-            "line 2: initial_increment must be a whole number >= 0",
+            "line 2: initial_increment must be a whole number of seconds, 0 to 86400",
         ),
         (
             b"prefix,rate,effective_from\n1,1,yesterday\n",
@@ -88,7 +92,7 @@ async def test_malformed_csv_names_the_line_and_replaces_nothing(
         (
             b"prefix,rate,direction\n1,1,sideways\n",
             "text/csv",
-            "line 2: direction must be outbound or inbound",
+            "line 2: direction 'sideways' must be outbound or inbound",
         ),
         (
             b"prefix,rate,effective_from,effective_to\n1,1,2026-02-01,2026-01-01\n",
@@ -181,12 +185,13 @@ async def test_admin_answers_echo_what_was_stored(pipeline: Pipeline, tenant: Te
         json={"password": "pw2", "daily_limit": None, "default_package": tenant.package},
         headers=AUTH,
     )
-    assert account.json() == {
+    assert account.json() | {"updated_at": None} == {
         "database_id": tenant.database_id,
         "api_account_id": "ACC2",
         "login": f"{tenant.database_id}/ACC2",
         "daily_limit": None,
         "default_package": tenant.package,
+        "updated_at": None,
     }
     (row,) = await pipeline.sql(
         "SELECT password_hash, daily_limit FROM api_account"
@@ -199,12 +204,13 @@ async def test_admin_answers_echo_what_was_stored(pipeline: Pipeline, tenant: Te
         json={"package": tenant.package, "account": "200000_VoIP", "client": "c1"},
         headers=AUTH,
     )
-    assert ext.json() == {
+    assert ext.json() | {"updated_at": None} == {
         "database_id": tenant.database_id,
         "extension": "200",
         "package": tenant.package,
         "account": "200000_VoIP",
         "client": "c1",
+        "updated_at": None,
     }
 
 

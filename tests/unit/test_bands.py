@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cdr_rater import bands
-from cdr_rater.admin.decks import parse_deck, parse_line
+from cdr_rater.admin.decks import BadDeck, parse_deck, parse_line
 from cdr_rater.pricing import Call, Package, RateDeck, RateLine, TenantPlan, rate_call, zone_of
-from cdrmodel.errors import Unprocessable
 
 D = Decimal
 NYC = "12125550123"
@@ -220,20 +219,21 @@ def test_london_autumn_change() -> None:
 
 
 def test_deck_line_time_band_is_validated_and_canonical() -> None:
-    assert (
-        parse_line({"prefix": "1", "rate": "1", "time_band": " Sat-Sun "})["time_band"] == "sat-sun"
-    )
-    assert parse_line({"prefix": "1", "rate": "1", "time_band": "default"})["time_band"] is None
-    assert parse_line({"prefix": "1", "rate": "1"})["time_band"] is None
+    def band(**extra: str) -> str | None:
+        return parse_line({"prefix": "1", "rate": "1", **extra}, UTC).time_band
+
+    assert band(time_band=" Sat-Sun ") == "sat-sun"
+    assert band(time_band="default") is None
+    assert band() is None
 
 
 def test_a_bad_band_is_a_deck_line_error_naming_the_line() -> None:
     body = b"prefix,rate,time_band\n1,0.01,mon-fri 08:00-18:00\n1212,0.02,mon-fri 8-18\n"
-    with pytest.raises(Unprocessable) as caught:
-        parse_deck(body, "text/csv")
-    assert caught.value.detail == [
+    with pytest.raises(BadDeck) as caught:
+        parse_deck(body, "text/csv", UTC)
+    assert caught.value.message.startswith(
         "line 3: time_band 'mon-fri 8-18': time range '8-18' is not HH:MM-HH:MM"
-    ]
+    ), caught.value.message
 
 
 def test_unknown_zone_is_a_value_error() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
 from typing import Any
 
 from sqlalchemy import Table, delete, func, or_, select, update
@@ -10,12 +10,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from cdr_rater.admin.decks import COPY_COLUMNS
 from cdrmodel.db import api_account, extension, package, rate_line, route, tenant
-from cdrmodel.errors import NotFound
+from cdrmodel.errors import NotFound, Unprocessable
 from cdrmodel.repository import require_tenant
 
 PACKAGE, ROUTE = "package", "route"  # rate_line.deck_kind: a sell deck or a cost deck
-DECK_LIST_LIMIT = 10000
 
 
 async def _upsert(
@@ -55,9 +55,24 @@ async def changed_tenant(conn: AsyncConnection, database_id: str) -> None:
 async def upsert_api_account(
     conn: AsyncConnection, *, database_id: str, api_account_id: str, values: dict[str, Any]
 ) -> None:
+    """Creates or replaces the account. Without `password_hash` the stored one is kept: a
+    limit or package change need not resend the password, but a new account needs one."""
     await changed_tenant(conn, database_id)
     keys = {"database_id": database_id, "api_account_id": api_account_id}
-    await _upsert(conn, api_account, keys, values)
+    if "password_hash" in values:
+        await _upsert(conn, api_account, keys, values)
+        return
+    found = await conn.scalar(
+        update(api_account)
+        .where(
+            api_account.c.database_id == database_id,
+            api_account.c.api_account_id == api_account_id,
+        )
+        .values(**values, updated_at=func.now())
+        .returning(api_account.c.api_account_id)
+    )
+    if found is None:
+        raise Unprocessable("password: required to create an API account")
 
 
 async def upsert_package(
@@ -86,16 +101,38 @@ def _deck_owner(kind: str) -> tuple[Table, ColumnElement[str]]:
     return (package, package.c.package_id) if kind == PACKAGE else (route, route.c.route_id)
 
 
+async def deck_zone(conn: AsyncConnection, *, database_id: str, kind: str, deck_id: str) -> str:
+    """The tenant's time zone (a deck's dates without an offset are read in it); NotFound
+    when the tenant or the package / route is unknown, before a large body is parsed."""
+    owner, owner_key = _deck_owner(kind)
+    row = (
+        await conn.execute(
+            select(tenant.c.timezone, owner_key)
+            .select_from(
+                tenant.outerjoin(
+                    owner, (owner.c.database_id == tenant.c.database_id) & (owner_key == deck_id)
+                )
+            )
+            .where(tenant.c.database_id == database_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"tenant {database_id!r} not found")
+    if row[1] is None:
+        raise NotFound(f"{kind} {deck_id!r} not found in tenant {database_id!r}")
+    return str(row[0])
+
+
 async def replace_deck(
     conn: AsyncConnection,
     *,
     database_id: str,
     kind: str,
     deck_id: str,
-    lines: Sequence[dict[str, Any]],
+    copy: bytes,
 ) -> None:
-    """Delete the deck's lines and insert the new ones; the caller's transaction makes it
-    atomic (a rater sees the old deck or the new one, never a mix)."""
+    """Delete the deck's lines and COPY the new ones in (`copy`: `decks.copy_csv`); the
+    caller's transaction makes it atomic (a rater sees the old deck or the new one)."""
     await changed_tenant(conn, database_id)
     owner, owner_key = _deck_owner(kind)
     exists = await conn.scalar(
@@ -110,17 +147,33 @@ async def replace_deck(
             rate_line.c.deck_id == deck_id,
         )
     )
-    if lines:
-        base = {"database_id": database_id, "deck_kind": kind, "deck_id": deck_id}
-        await conn.execute(rate_line.insert(), [{**base, **line} for line in lines])
+    if not copy:
+        return
+    # COPY: one round trip for 100,000 lines, and no per-line work in this process
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    await raw.copy_to_table(
+        rate_line.name,
+        source=io.BytesIO(copy),
+        columns=list(COPY_COLUMNS),
+        format="csv",
+        force_not_null=["destination"],
+    )
 
 
 async def list_deck(
-    conn: AsyncConnection, *, database_id: str, kind: str, deck_id: str, query: str | None
+    conn: AsyncConnection,
+    *,
+    database_id: str,
+    kind: str,
+    deck_id: str,
+    query: str | None,
+    limit: int,
+    offset: int,
 ) -> list[dict[str, Any]]:
-    """Deck lines whose destination contains `query` (wildcards taken literally) or whose
-    prefix starts with its digits; ordered by prefix."""
-    await require_tenant(conn, database_id)
+    """A page of deck lines whose destination contains `query` or, when `query` is a number
+    (digits, optionally after a `+`), whose prefix starts with it; ordered by prefix."""
+    await deck_zone(conn, database_id=database_id, kind=kind, deck_id=deck_id)
     stmt = select(
         rate_line.c.prefix,
         rate_line.c.destination,
@@ -131,18 +184,102 @@ async def list_deck(
         rate_line.c.effective_from,
         rate_line.c.effective_to,
         rate_line.c.direction,
+        rate_line.c.time_band,
     ).where(
         rate_line.c.database_id == database_id,
         rate_line.c.deck_kind == kind,
         rate_line.c.deck_id == deck_id,
     )
     if query:
-        digits = "".join(ch for ch in query if ch.isdigit())
-        conds: list[ColumnElement[bool]] = [
-            rate_line.c.destination.icontains(query, autoescape=True)
-        ]
-        if digits:
-            conds.append(rate_line.c.prefix.startswith(digits))
+        # autoescape: `%`, `_` (and the escape character) in the query are taken literally
+        conds = [rate_line.c.destination.icontains(query, autoescape=True)]
+        digits = query.strip().removeprefix("+")
+        if digits.isdigit() and digits.isascii():
+            conds.append(rate_line.c.prefix.startswith(digits, autoescape=True))
         stmt = stmt.where(or_(*conds))
-    stmt = stmt.order_by(rate_line.c.prefix, rate_line.c.effective_from).limit(DECK_LIST_LIMIT)
+    stmt = (
+        stmt.order_by(rate_line.c.prefix, rate_line.c.effective_from, rate_line.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+# What the admin API reads back of each resource, keyed by the column naming it in its
+# tenant; secrets (the password hash) are never among them.
+_READ: dict[str, tuple[Table, str, tuple[str, ...]]] = {
+    "api_account": (
+        api_account,
+        "api_account_id",
+        ("api_account_id", "daily_limit", "default_package", "updated_at"),
+    ),
+    "package": (package, "package_id", ("package_id", "name", "route_id", "updated_at")),
+    "route": (route, "route_id", ("route_id", "name", "updated_at")),
+    "extension": (
+        extension,
+        "extension",
+        ("extension", "package_id", "account", "client", "updated_at"),
+    ),
+}
+_TENANT_COLUMNS = (
+    "database_id",
+    "name",
+    "timezone",
+    "country",
+    "currency",
+    "config_version",
+    "updated_at",
+)
+
+
+async def get_tenant(conn: AsyncConnection, *, database_id: str) -> dict[str, Any]:
+    row = (
+        await conn.execute(
+            select(*(tenant.c[c] for c in _TENANT_COLUMNS)).where(
+                tenant.c.database_id == database_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"tenant {database_id!r} not found")
+    return dict(row._mapping)
+
+
+async def list_tenants(conn: AsyncConnection, *, limit: int, offset: int) -> list[dict[str, Any]]:
+    stmt = select(*(tenant.c[c] for c in _TENANT_COLUMNS)).order_by(tenant.c.database_id)
+    rows = await conn.execute(stmt.limit(limit).offset(offset))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def get_item(
+    conn: AsyncConnection, *, kind: str, database_id: str, item_id: str
+) -> dict[str, Any]:
+    """One api_account / package / route / extension; NotFound naming what is missing."""
+    table, key, columns = _READ[kind]
+    row = (
+        await conn.execute(
+            select(*(table.c[c] for c in columns)).where(
+                table.c.database_id == database_id, table.c[key] == item_id
+            )
+        )
+    ).first()
+    if row is None:
+        await require_tenant(conn, database_id)
+        raise NotFound(f"{kind.replace('_', ' ')} {item_id!r} not found in tenant {database_id!r}")
+    return dict(row._mapping)
+
+
+async def list_items(
+    conn: AsyncConnection, *, kind: str, database_id: str, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    """A page of the tenant's items of `kind`, ordered by their id."""
+    await require_tenant(conn, database_id)
+    table, key, columns = _READ[kind]
+    stmt = (
+        select(*(table.c[c] for c in columns))
+        .where(table.c.database_id == database_id)
+        .order_by(table.c[key])
+        .limit(limit)
+        .offset(offset)
+    )
     return [dict(r) for r in (await conn.execute(stmt)).mappings()]

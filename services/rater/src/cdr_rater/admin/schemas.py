@@ -48,12 +48,22 @@ class TenantUpsert(BaseModel):
 
 class TenantRead(TenantUpsert):
     database_id: str
+    config_version: int = Field(description="Bumped by every change to the tenant's setup")
+    updated_at: datetime
+
+
+class TenantList(BaseModel):
+    tenants: list[TenantRead] = Field(description="Ordered by database_id")
 
 
 class ApiAccountUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    password: Secret
+    password: Secret | None = Field(
+        None,
+        description="Required to create the account; a new value rotates it (hashed with "
+        "argon2, never returned); omitted: the stored password is kept",
+    )
     daily_limit: NonNegativeInt4 | None = Field(1000, description="Records a day; null: none")
     default_package: Identifier | None = None
 
@@ -64,6 +74,11 @@ class ApiAccountRead(BaseModel):
     login: str
     daily_limit: int | None
     default_package: str | None
+    updated_at: datetime
+
+
+class ApiAccountList(BaseModel):
+    api_accounts: list[ApiAccountRead] = Field(description="Ordered by api_account_id")
 
 
 class PackageUpsert(BaseModel):
@@ -76,6 +91,11 @@ class PackageUpsert(BaseModel):
 class PackageRead(PackageUpsert):
     database_id: str
     package_id: str
+    updated_at: datetime
+
+
+class PackageList(BaseModel):
+    packages: list[PackageRead] = Field(description="Ordered by package_id")
 
 
 class RouteUpsert(BaseModel):
@@ -87,6 +107,11 @@ class RouteUpsert(BaseModel):
 class RouteRead(RouteUpsert):
     database_id: str
     route_id: str
+    updated_at: datetime
+
+
+class RouteList(BaseModel):
+    routes: list[RouteRead] = Field(description="Ordered by route_id")
 
 
 class ExtensionUpsert(BaseModel):
@@ -100,6 +125,11 @@ class ExtensionUpsert(BaseModel):
 class ExtensionRead(ExtensionUpsert):
     database_id: str
     extension: str
+    updated_at: datetime
+
+
+class ExtensionList(BaseModel):
+    extensions: list[ExtensionRead] = Field(description="Ordered by extension")
 
 
 class DeckReplaced(BaseModel):
@@ -117,7 +147,9 @@ class RateLineRead(BaseModel):
     effective_from: datetime | None
     effective_to: datetime | None
     direction: Literal["outbound", "inbound"]
+    time_band: str | None = Field(description="Time-of-day band; null: any time")
 
 
 class RateLines(BaseModel):
-    rates: list[RateLineRead] = Field(description="Ordered by prefix, at most 10,000 lines")
+    rates: list[RateLineRead] = Field(description="A page of lines, ordered by prefix")
+    next_offset: int | None = Field(description="`offset` of the next page; null: last page")
