@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Row, Text, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cdr_rater import bands
@@ -132,21 +134,47 @@ def all_prefixes(numbers: Iterable[str]) -> set[str]:
 async def store_cdrs(
     conn: AsyncConnection, *, rows: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Insert-or-ignore on cdr_id, answering the stored version of every row: the new ones
-    come back from RETURNING; only a replay's rows, already there, are read again (with their
-    original feed_id and price, which is what gets published again)."""
+    """Insert-or-ignore on cdr_id, answering the stored version of every row.
+
+    One statement per batch: each column travels as one array and `unnest` turns them back
+    into rows (no per-row parameters, no SQLAlchemy processing per value), and a COPY could
+    not skip the rows a replay brings again. A new row comes back as given plus what the
+    database assigned (feed_id, revision); only a replay's rows, already there, are read
+    again, with their original feed_id and price, which is what gets published again."""
     if not rows:
         return []
-    result = await conn.execute(
-        pg_insert(cdr).on_conflict_do_nothing(index_elements=["cdr_id"]).returning(*cdr.c),
-        list(rows),
-    )
-    stored = [dict(r._mapping) for r in result]
+    names = tuple(rows[0])
+    params = tuple(_column_values(name, rows) for name in names)
+    result = await conn.exec_driver_sql(_insert_sql(names), params)
+    assigned = {r.cdr_id: r for r in result}
+    stored = [
+        {**row, "feed_id": new.feed_id, "revision": new.revision}
+        for row in rows
+        if (new := assigned.get(row["cdr_id"])) is not None
+    ]
     if len(stored) < len(rows):
-        new = {r["cdr_id"] for r in stored}
-        again = [r["cdr_id"] for r in rows if r["cdr_id"] not in new]
+        again = [r["cdr_id"] for r in rows if r["cdr_id"] not in assigned]
         stored += await fetch_cdrs(conn, cdr_ids=again)
     return stored
+
+
+@lru_cache(maxsize=8)
+def _insert_sql(names: tuple[str, ...]) -> str:
+    dialect = postgresql.dialect()
+    arrays = ", ".join(
+        f"${i}::{cdr.c[name].type.compile(dialect=dialect)}[]" for i, name in enumerate(names, 1)
+    )
+    columns = ", ".join(f'"{name}"' for name in names)
+    return (
+        f"INSERT INTO cdr ({columns}) SELECT * FROM unnest({arrays})"
+        " ON CONFLICT (cdr_id) DO NOTHING RETURNING cdr_id, feed_id, revision"
+    )
+
+
+def _column_values(name: str, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    if isinstance(cdr.c[name].type, JSONB):  # the driver takes jsonb as JSON text
+        return [None if r[name] is None else json.dumps(r[name]) for r in rows]
+    return [r[name] for r in rows]
 
 
 async def fetch_cdrs(
