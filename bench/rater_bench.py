@@ -47,6 +47,7 @@ class RaterRun:
     seconds: float  # the steady window: from 10% to 90% of the rows stored
     total_seconds: float  # from the first process started to the last row stored
     rss_mib: float | None = None
+    peak_rss_mib: float | None = None
 
     @property
     def rate(self) -> float:
@@ -204,11 +205,12 @@ async def connect(pg_port: int) -> asyncpg.Connection:
     )
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) of a process, MiB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def run_raters(
@@ -244,15 +246,16 @@ def run_raters(
         for proc in raters:
             proc.start()
         window, total = asyncio.run(wait_window(pg_port, base, events, timeout=300))
-        rss = rss_mib(raters[0].proc.pid) if raters[0].proc is not None else None
+        rss, peak = rss_mib(raters[0].proc.pid) if raters[0].proc is not None else (None, None)
     finally:
         for proc in raters:
             proc.stop()
     stored = asyncio.run(_count_once(pg_port)) - base
-    run = RaterRun(processes, events, stored, window, total, rss)
+    run = RaterRun(processes, events, stored, window, total, rss, peak)
     log(
         f"rater x{processes}: {run.rate:,.0f} CDRs/s priced and stored (10%-90% window),"
         f" all {stored:,} in {total:.1f} s from start; RSS of one {rss or 0:.0f} MiB"
+        f" (peak {peak or 0:.0f})"
     )
     return run
 
@@ -358,6 +361,8 @@ def render_section(m: RaterMeasurements) -> str:
         f" {m.pricing_rate:,.0f} | |",
         f"| RSS of a rater with the {m.deck_lines:,}-line deck loaded, after its run: MiB | |"
         f" {m.one.rss_mib or 0:,.0f} | |",
+        f"| peak RSS of that rater over its run (deck load included): MiB | |"
+        f" {m.one.peak_rss_mib or 0:,.0f} | |",
     ]
     notes = [
         f"- Feed: {m.one.events:,} `CdrSubmitted` events per run produced straight to a topic"

@@ -59,14 +59,7 @@ async def test_both_replicas_price_with_a_replaced_deck_within_two_seconds(
 ) -> None:
     async with pipeline_factory() as pipeline:
         second = create_app(
-            RaterSettings(
-                database_url=pipeline.database_url,
-                kafka_bootstrap=infra.bootstrap,
-                topic_namespace=pipeline.namespace,
-                admin_token=ADMIN_TOKEN,
-                db_pool_size=2,
-                rater_group=f"{pipeline.namespace}rater",
-            )
+            RaterSettings(**pipeline.common, rater_group=f"{pipeline.namespace}rater")
         )
         producer = make_producer(infra.bootstrap)
         await producer.start()
