@@ -1,14 +1,15 @@
-"""SQL of the rater: what rating a batch needs of a tenant, and storing rated CDRs."""
+"""SQL of the rater: a tenant's whole rating configuration (for cdr_rater.plans), the
+versions that say when to reload it, and storing rated CDRs."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Text, any_, bindparam, select
+from sqlalchemy import Row, Text, any_, bindparam, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,65 +30,22 @@ def _any(values: Sequence[str]) -> Any:
     return any_(bindparam(None, list(values), type_=_TEXTS))
 
 
-async def load_tenant(conn: AsyncConnection, *, database_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(tenant).where(tenant.c.database_id == database_id))).first()
-    return dict(row._mapping) if row is not None else None
-
-
-async def load_extensions(
-    conn: AsyncConnection, *, database_id: str, numbers: Iterable[str]
-) -> dict[str, Extension]:
-    wanted = sorted(set(numbers))
-    if not wanted:
-        return {}
-    return await _extensions(conn, database_id, extension.c.extension == _any(wanted))
-
-
-async def _extensions(
-    conn: AsyncConnection, database_id: str, *where: ColumnElement[bool]
-) -> dict[str, Extension]:
+async def _extensions(conn: AsyncConnection, database_id: str) -> dict[str, Extension]:
     rows = await conn.execute(
         select(
             extension.c.extension, extension.c.package_id, extension.c.account, extension.c.client
-        ).where(extension.c.database_id == database_id, *where)
+        ).where(extension.c.database_id == database_id)
     )
     return {r.extension: Extension(r.package_id, r.account, r.client) for r in rows}
 
 
-async def load_default_packages(
-    conn: AsyncConnection, *, database_id: str, accounts: Iterable[str]
-) -> dict[str, str | None]:
-    return await _defaults(
-        conn, database_id, api_account.c.api_account_id == _any(sorted(set(accounts)))
-    )
-
-
-async def _defaults(
-    conn: AsyncConnection, database_id: str, *where: ColumnElement[bool]
-) -> dict[str, str | None]:
+async def _defaults(conn: AsyncConnection, database_id: str) -> dict[str, str | None]:
     rows = await conn.execute(
         select(api_account.c.api_account_id, api_account.c.default_package).where(
-            api_account.c.database_id == database_id, *where
+            api_account.c.database_id == database_id
         )
     )
     return {r.api_account_id: r.default_package for r in rows}
-
-
-async def load_decks(
-    conn: AsyncConnection, *, database_id: str, prefixes: Iterable[str]
-) -> tuple[dict[str, Package], dict[str, RateDeck]]:
-    """Packages and routes with only the deck lines whose prefix can match this batch."""
-    wanted = sorted(set(prefixes))
-    lines: dict[tuple[str, str], list[RateLine]] = {}
-    if wanted:
-        rows = await conn.execute(
-            select(rate_line).where(
-                rate_line.c.database_id == database_id, rate_line.c.prefix == _any(wanted)
-            )
-        )
-        for r in rows:
-            lines.setdefault((r.deck_kind, r.deck_id), []).append(_line(r, _unshared))
-    return await _assemble(conn, database_id, lines)
 
 
 async def _assemble(
@@ -107,10 +65,6 @@ async def _assemble(
     return packages, routes
 
 
-def _unshared(value: T) -> T:
-    return value
-
-
 def _line(r: Row[Any], share: Callable[[Any], Any]) -> RateLine:
     """A deck line from its row; `share` hands back one object per distinct value."""
     return RateLine(
@@ -125,10 +79,6 @@ def _line(r: Row[Any], share: Callable[[Any], Any]) -> RateLine:
         direction=share(r.direction),
         time_band=bands.parse(r.time_band),
     )
-
-
-def all_prefixes(numbers: Iterable[str]) -> set[str]:
-    return {n[:k] for n in numbers for k in range(1, len(n) + 1)}
 
 
 async def store_cdrs(
