@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -29,28 +30,39 @@ class ProducerResult:
         return self.messages / self.seconds if self.seconds > 0 else 0.0
 
 
-def sample_payload() -> bytes:
-    """A record of the shape and size ingest publishes for the benchmark's compat submission."""
+def sample_payload(
+    *, source: str = "api_submitcdr", start: datetime | None = None, external_id: str | None = None
+) -> bytes:
+    """A record of the shape and size ingest publishes (by default for the compat submission
+    the benchmark sends)."""
     now = datetime.now(UTC)
     event = CdrSubmitted(
         cdr_id=new_cdr_id(),
         database_id="DEMO",
         api_account="DEMO",
-        source="api_submitcdr",
+        source=source,
         received_at=now,
         originating_number="100",
         destination_number="16138220000",
-        start_time=now - timedelta(seconds=90),
+        start_time=start or now - timedelta(seconds=90),
         duration=90,
+        external_id=external_id,
     )
     return event.model_dump_json().encode()
 
 
 async def raw_producer(
-    bootstrap: str, topic: str, *, messages: int, max_seconds: float
+    bootstrap: str,
+    topic: str,
+    *,
+    messages: int,
+    max_seconds: float,
+    payloads: Sequence[bytes] | None = None,
 ) -> ProducerResult:
-    """`messages` sends as fast as aiokafka batches them (acks=all, linger 5 ms), all acked."""
-    payload = sample_payload()
+    """`messages` sends, one `send()` a message, as fast as aiokafka batches them (acks=all,
+    linger 5 ms), all acked; the payloads taken in turn (default: one compat-like event)."""
+    cycle = list(payloads) if payloads else [sample_payload()]
+    payload = cycle[0]
     producer = make_producer(bootstrap, linger_ms=5)  # ingest's own producer settings
     await producer.start()
     try:
@@ -62,12 +74,13 @@ async def raw_producer(
             # Checking the clock every 1000 sends keeps the bound cheap.
             if sent % 1000 == 0 and time.perf_counter() > deadline:
                 break
-            pending.append(await producer.send(topic, payload, key=KEY))
+            pending.append(await producer.send(topic, cycle[sent % len(cycle)], key=KEY))
         await asyncio.gather(*pending)
         seconds = time.perf_counter() - start
     finally:
         await producer.stop()
-    return ProducerResult(messages=len(pending), seconds=seconds, payload_bytes=len(payload))
+    size = sum(len(p) for p in cycle) // len(cycle)
+    return ProducerResult(messages=len(pending), seconds=seconds, payload_bytes=size)
 
 
 async def acked_senders(

@@ -38,20 +38,44 @@ def tool_name() -> str:
 
 
 def run_load(
-    url: str, *, seconds: float, warmup: float, concurrency: int, expect: str | None
+    url: str,
+    *,
+    seconds: float,
+    warmup: float,
+    concurrency: int,
+    expect: str | None,
+    unique: str | None = None,
+    rate: float | None = None,
 ) -> LoadResult:
+    """One run; `unique` names a query parameter given a fresh value per request, `rate` paces
+    the requests (open loop). Both need bench/loadgen.py (wrk neither paces nor varies)."""
     if not is_loopback_url(url):
         raise LoadFailed(f"refusing to load a non-loopback URL: {url}")
     wrk = wrk_path()
-    if wrk is not None:
+    if wrk is not None and unique is None and rate is None:
         return _run_wrk(
             wrk, url, seconds=seconds, warmup=warmup, concurrency=concurrency, expect=expect
         )
-    return _run_loadgen(url, seconds=seconds, warmup=warmup, concurrency=concurrency, expect=expect)
+    return _run_loadgen(
+        url,
+        seconds=seconds,
+        warmup=warmup,
+        concurrency=concurrency,
+        expect=expect,
+        unique=unique,
+        rate=rate,
+    )
 
 
 def _run_loadgen(
-    url: str, *, seconds: float, warmup: float, concurrency: int, expect: str | None
+    url: str,
+    *,
+    seconds: float,
+    warmup: float,
+    concurrency: int,
+    expect: str | None,
+    unique: str | None,
+    rate: float | None,
 ) -> LoadResult:
     cmd = [
         sys.executable,
@@ -63,6 +87,10 @@ def _run_loadgen(
     ]
     if expect is not None:
         cmd.append(f"--expect={expect}")
+    if unique is not None:
+        cmd.append(f"--unique={unique}")
+    if rate is not None:
+        cmd.append(f"--rate={rate:.1f}")
     done = _run(cmd, timeout=seconds + warmup + SLACK)
     lines = done.stdout.strip().splitlines()
     if not lines:

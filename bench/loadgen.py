@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import itertools
 import json
 import math
+import secrets
 import sys
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -84,40 +87,108 @@ class _Phase:
     latencies: array[float] = field(default_factory=lambda: array("d"))
 
 
-async def _worker(session: Any, url: Any, phase: _Phase, expect: bytes | None) -> None:
+Urls = Callable[[], Any]  # the next request's URL (the same one, or one with a fresh id)
+
+
+def url_source(url: str, unique: str | None) -> Urls:
+    """The URL, parsed once; with `unique`, each request appends `&<unique>=<fresh id>`.
+
+    Ids are a random 4-character run prefix and a base-36 counter: at most 15 characters
+    (the compat ExternalID limit) for 36**11 requests, and never repeated across runs.
+    """
+    from yarl import URL
+
+    if unique is None:
+        target = URL(url, encoded=True)
+        return lambda: target
+    prefix = f"{url}&{unique}={secrets.token_hex(2)}"
+    counter = itertools.count()
+
+    def fresh() -> Any:
+        return URL(f"{prefix}{_base36(next(counter))}", encoded=True)
+
+    return fresh
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = digits[n % 36]
+    while n >= 36:
+        n //= 36
+        out = digits[n % 36] + out
+    return out
+
+
+async def _one(session: Any, url: Any, phase: _Phase, expect: bytes | None, started: float) -> bool:
+    """One GET, counted in `phase`, its latency measured from `started`; False on a
+    connection-level failure."""
     import aiohttp
 
+    try:
+        async with session.get(url) as resp:
+            body = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        phase.requests += 1
+        phase.errors[type(exc).__name__] += 1
+        return False
+    phase.latencies.append(time.perf_counter() - started)
+    phase.requests += 1
+    if status == 200 and (expect is None or body == expect):
+        phase.ok += 1
+    else:
+        phase.errors[f"HTTP {status}: {body[:40].decode(errors='replace')}"] += 1
+    return True
+
+
+async def _worker(session: Any, urls: Urls, phase: _Phase, expect: bytes | None) -> None:
     perf = time.perf_counter
-    latencies = phase.latencies
     while True:
         start = perf()
         if start >= phase.deadline or phase.issued >= phase.max_requests:
             return
         phase.issued += 1
-        try:
-            async with session.get(url) as resp:
-                body = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            phase.requests += 1
-            phase.errors[type(exc).__name__] += 1
+        if not await _one(session, urls(), phase, expect, start):
             # A dead server fails instantly; back off so the loop does not spin on a core.
             await asyncio.sleep(0.01)
-            continue
-        latencies.append(perf() - start)
-        phase.requests += 1
-        if status == 200 and (expect is None or body == expect):
-            phase.ok += 1
-        else:
-            phase.errors[f"HTTP {status}: {body[:40].decode(errors='replace')}"] += 1
+
+
+async def _paced(
+    session: Any, urls: Urls, phase: _Phase, expect: bytes | None, rate: float
+) -> None:
+    """Open loop: request i is due at start + i/rate whatever the answers before it, and its
+    latency counts from when it was due, so a server falling behind shows in the p99 instead
+    of slowing the generator down (no coordinated omission)."""
+    start = time.perf_counter()
+    pending: set[asyncio.Task[bool]] = set()
+    for i in itertools.count():
+        due = start + i / rate
+        if due >= phase.deadline or phase.issued >= phase.max_requests:
+            break
+        if (wait := due - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        phase.issued += 1
+        task = asyncio.create_task(_one(session, urls(), phase, expect, due))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    await asyncio.gather(*pending)
 
 
 async def _run_phase(
-    session: Any, url: Any, seconds: float, concurrency: int, expect: bytes | None, cap: int
+    session: Any,
+    urls: Urls,
+    seconds: float,
+    concurrency: int,
+    expect: bytes | None,
+    cap: int,
+    rate: float | None = None,
 ) -> tuple[_Phase, float, float]:
     phase = _Phase(deadline=time.perf_counter() + seconds, max_requests=cap)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(_worker(session, url, phase, expect) for _ in range(concurrency)))
+    if rate is not None:
+        await _paced(session, urls, phase, expect, rate)
+    else:
+        await asyncio.gather(*(_worker(session, urls, phase, expect) for _ in range(concurrency)))
     return phase, time.perf_counter() - wall0, time.process_time() - cpu0
 
 
@@ -129,11 +200,12 @@ async def generate(
     concurrency: int,
     expect: bytes | None,
     max_requests: int,
+    unique: str | None = None,
+    rate: float | None = None,
 ) -> LoadResult:
     import aiohttp
-    from yarl import URL
 
-    target = URL(url, encoded=True)  # parsed once, not per request
+    urls = url_source(url, unique)
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     async with aiohttp.ClientSession(
         connector=connector,
@@ -144,10 +216,10 @@ async def generate(
         warm: _Phase | None = None
         if warmup > 0:
             warm, _, _ = await _run_phase(
-                session, target, warmup, concurrency, expect, max_requests
+                session, urls, warmup, concurrency, expect, max_requests, rate
             )
         phase, wall, cpu = await _run_phase(
-            session, target, seconds, concurrency, expect, max_requests
+            session, urls, seconds, concurrency, expect, max_requests, rate
         )
     ordered = sorted(phase.latencies)
     return LoadResult(
@@ -175,11 +247,22 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--expect", default=None, help="body every answer must equal")
     parser.add_argument("--max-requests", type=int, default=2_000_000, help="upper bound per phase")
+    parser.add_argument(
+        "--unique", default=None, help="query parameter given a fresh value on every request"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="requests/s, paced (open loop); --concurrency then caps the connections",
+    )
     args = parser.parse_args()
     if not is_loopback_url(args.url):
         parser.error("only loopback URLs may be loaded (127.0.0.0/8, ::1, localhost)")
     if args.concurrency < 1 or args.duration <= 0:
         parser.error("--concurrency must be >= 1 and --duration > 0")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be > 0")
     coro = generate(
         args.url,
         seconds=args.duration,
@@ -187,6 +270,8 @@ def main() -> None:
         concurrency=args.concurrency,
         expect=args.expect.encode() if args.expect is not None else None,
         max_requests=args.max_requests,
+        unique=args.unique,
+        rate=args.rate,
     )
     try:
         import uvloop

@@ -16,11 +16,12 @@ from types import FrameType
 import aiohttp
 import asyncpg
 import httpx
-from kafka_baseline import acked_senders, raw_producer
+from batch_load import BatchResult, kafka_payloads, post_batches
+from kafka_baseline import ProducerResult, acked_senders, raw_producer
 from load import run_load, tool_name
 from loadgen import LoadResult
 from rater_bench import DISTINCT_NUMBERS, RaterMeasurements, measure_rater, render_section
-from report import REPO, Measurements, StoredResult, render
+from report import REPO, Measurements, Memory, StoredResult, render
 from stack import BENCH_TOPIC, BenchStack, free_port
 
 COMPAT_QUERY = (
@@ -32,6 +33,8 @@ ACCEPTED_METRIC = re.compile(
     r"[^}]*\}\s+([0-9.eE+]+)$",
     re.MULTILINE,
 )
+UNIQUE = "ExternalID"  # a fresh one on every compat request: each is a new key to dedupe
+BATCH_PATH = "/v1/cdrs"
 STALL_SECONDS = 15.0  # no new row for this long while behind: the rater is stuck, stop waiting
 
 _started = time.monotonic()
@@ -55,15 +58,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2.0,
         help="unmeasured seconds before each HTTP run (default 2)",
     )
-    parser.add_argument(
-        "--concurrency", type=int, default=32, help="connections / senders in flight (default 32)"
+    whole_numbers = (
+        ("--concurrency", 32, "connections / senders in flight"),
+        (
+            "--producer-messages",
+            100_000,
+            "messages of each raw producer baseline (also bounded by --duration)",
+        ),
+        ("--paced-connections", 256, "connection cap of the fixed-rate compat row"),
+        ("--batch-size", 10_000, "records per /v1/cdrs body"),
+        ("--batch-concurrency", 2, "/v1/cdrs bodies in flight"),
     )
-    parser.add_argument(
-        "--producer-messages",
-        type=int,
-        default=100_000,
-        help="messages of the raw producer baseline (default 100000; also bounded by --duration)",
-    )
+    for flag, default, text in whole_numbers:
+        parser.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
     parser.add_argument(
         "--drain-timeout",
         type=float,
@@ -88,6 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1:
         parser.error("--duration must be > 0, --warmup >= 0 and --concurrency >= 1")
+    if min(args.paced_connections, args.batch_size, args.batch_concurrency) < 1:
+        parser.error("--paced-connections, --batch-size and --batch-concurrency must be >= 1")
     if args.producer_messages < 1 or args.drain_timeout <= 0:
         parser.error("--producer-messages must be >= 1 and --drain-timeout > 0")
     return args
@@ -174,6 +183,7 @@ def measure_ingest(
         warmup=args.warmup,
         concurrency=args.concurrency,
         expect="0",
+        unique=UNIQUE,
     )
     load_end = time.perf_counter()
     log(
@@ -232,6 +242,21 @@ def measure(stack: BenchStack, args: argparse.Namespace) -> Measurements:
     )
     log(f"compat submit GET: {args.warmup:g} s warm-up + {args.duration:g} s")
     compat, stored = measure_ingest(stack, args)
+    rate = bare.rps / 2
+    log(f"compat submit GET paced at {rate:,.0f} req/s (half the bare rate), {args.duration:g} s")
+    paced = run_load(
+        stack.url("ingest") + COMPAT_QUERY,
+        seconds=args.duration,
+        warmup=args.warmup,
+        concurrency=args.paced_connections,
+        expect="0",
+        unique=UNIQUE,
+        rate=rate,
+    )
+    log(
+        f"compat submit GET paced: {paced.rps:,.0f} req/s, p50 {paced.p50_ms:.2f} ms,"
+        f" p99 {paced.p99_ms:.2f} ms, {paced.errors:,} answers other than 0"
+    )
 
     log(f"aiokafka send_and_wait, {args.concurrency} senders, {args.duration:g} s")
     acked = asyncio.run(
@@ -240,28 +265,93 @@ def measure(stack: BenchStack, args: argparse.Namespace) -> Measurements:
         )
     )
     log(f"aiokafka send_and_wait: {acked.rate:,.0f} records/s, p50 {acked.p50_ms:.2f} ms")
-    log(f"raw aiokafka producer: {args.producer_messages:,} messages")
-    raw = asyncio.run(
-        raw_producer(
-            stack.bootstrap,
-            BENCH_TOPIC,
-            messages=args.producer_messages,
-            max_seconds=args.duration,
-        )
-    )
-    log(f"raw aiokafka producer: {raw.messages:,} messages, {raw.rate:,.0f} msgs/s")
+    raw = run_raw_producer(stack, args, "compat-like events", None)
+    raw_batch, batch = measure_batches(stack, args)
+    memory = ingest_memory(stack.pid("ingest"))
+    log(f"ingest memory: peak RSS {memory.peak_mb:.0f} MB, now {memory.now_mb:.0f} MB")
     return Measurements(
         bare=bare,
         compat=compat,
         raw_producer=raw,
         acked_senders=acked,
         stored=stored,
+        paced=paced,
+        paced_rate=rate,
+        raw_batch_producer=raw_batch,
+        batch=batch,
+        batch_size=args.batch_size,
+        batch_concurrency=args.batch_concurrency,
+        memory=memory,
         cold_start_seconds=cold_s,
         cold_start_errors=cold_errors,
         duration=args.duration,
         warmup=args.warmup,
         concurrency=args.concurrency,
     )
+
+
+def run_raw_producer(
+    stack: BenchStack, args: argparse.Namespace, what: str, payloads: list[bytes] | None
+) -> ProducerResult:
+    log(f"raw aiokafka producer, {what}: {args.producer_messages:,} messages")
+    raw = asyncio.run(
+        raw_producer(
+            stack.bootstrap,
+            BENCH_TOPIC,
+            messages=args.producer_messages,
+            max_seconds=args.duration,
+            payloads=payloads,
+        )
+    )
+    log(f"raw aiokafka producer, {what}: {raw.messages:,} messages, {raw.rate:,.0f} msgs/s")
+    return raw
+
+
+def measure_batches(
+    stack: BenchStack, args: argparse.Namespace
+) -> tuple[ProducerResult, BatchResult | None]:
+    """The raw producer with the batch's records, then `/v1/cdrs` (when ingest serves it).
+
+    The raw baseline goes first: the batch load leaves the rater a backlog that would
+    otherwise slow the baseline down and flatter the ratio.
+    """
+    raw = run_raw_producer(stack, args, "the /v1/cdrs records", kafka_payloads(args.batch_size))
+    ingest = stack.url("ingest")
+    paths = httpx.get(f"{ingest}/openapi.json", timeout=10).json().get("paths", {})
+    if BATCH_PATH not in paths:
+        log(f"ingest has no {BATCH_PATH}: skipping the batch row")
+        return raw, None
+    log(
+        f"POST {BATCH_PATH}: {args.batch_size:,}-record NDJSON bodies,"
+        f" {args.batch_concurrency} in flight, {args.warmup:g} s + {args.duration:g} s"
+    )
+    batch = asyncio.run(
+        post_batches(
+            ingest + BATCH_PATH,
+            user="DEMO/DEMO",
+            password="demopass",
+            size=args.batch_size,
+            seconds=args.duration,
+            warmup=args.warmup,
+            concurrency=args.batch_concurrency,
+        )
+    )
+    log(
+        f"POST {BATCH_PATH}: {batch.accepted:,} of {batch.records:,} records accepted,"
+        f" {batch.rate:,.0f} CDRs/s, p50 {batch.p50_ms:.0f} ms a body"
+    )
+    return raw, batch
+
+
+def ingest_memory(pid: int) -> Memory:
+    """The ingest process's resident memory: its peak since it started (VmHWM), and now."""
+    fields: dict[str, float] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmHWM", "VmRSS"):
+                fields[name] = int(value.split()[0]) / 1024  # kB -> MiB
+    return Memory(peak_mb=fields.get("VmHWM", 0.0), now_mb=fields.get("VmRSS", 0.0))
 
 
 def measure_raters(stack: BenchStack, args: argparse.Namespace) -> RaterMeasurements:

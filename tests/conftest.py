@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,18 @@ class Infra:
             "CDR_ADMIN_TOKEN": ADMIN_TOKEN,
             "CDR_ALLOW_PRIVATE_WEBHOOKS": "true",
             "CDR_LOG_LEVEL": "info",
+            **extra,
+        }
+
+    def app_settings(self, namespace: str, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments of an in-process app's Settings on this infra and a topic
+        namespace of its own."""
+        return {
+            "database_url": self.database_url,
+            "kafka_bootstrap": self.bootstrap,
+            "admin_token": ADMIN_TOKEN,
+            "topic_namespace": namespace,
+            "db_pool_size": 2,
             **extra,
         }
 

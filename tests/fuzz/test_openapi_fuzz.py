@@ -205,13 +205,7 @@ async def _seed_account(app: Any) -> None:
 @pytest.fixture(scope="module")
 def apps(infra: Infra) -> Iterator[dict[str, KeptAlive]]:
     infra.create_topics(NAMESPACE)
-    common: dict[str, Any] = {
-        "database_url": infra.database_url,
-        "kafka_bootstrap": infra.bootstrap,
-        "admin_token": ADMIN_TOKEN,
-        "topic_namespace": NAMESPACE,
-        "db_pool_size": 2,
-    }
+    common = infra.app_settings(NAMESPACE)
     built = {
         "ingest": KeptAlive(create_ingest(IngestSettings(**common))),
         "rater": KeptAlive(create_rater(RaterSettings(**common, rater_group="fuzz-rater"))),

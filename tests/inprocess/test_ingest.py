@@ -3,6 +3,7 @@ the ingest app in process."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.helpers import Tenant
@@ -102,6 +103,20 @@ async def test_unknown_path_and_method_answer_json(pipeline: Pipeline) -> None:
     assert missing.json() == {"message": "no such path: /no/such/path"}
     assert wrong.status_code == 405
     assert wrong.json() == {"message": "method DELETE not allowed on /api_submitcdr.aspx"}
+
+
+async def test_head_submits_nothing_and_repeated_names_take_the_last(
+    pipeline: Pipeline, tenant: Tenant
+) -> None:
+    head = await pipeline.ingest.head("/api_submitcdr.aspx", params=tenant.submit_params())
+    assert head.status_code == 405
+    # The query string is read as Starlette reads it: the last of a repeated name wins.
+    query = httpx.QueryParams(tenant.submit_params(ExternalID="rep1")).add("Duration", "bad")
+    assert (await pipeline.ingest.get("/api_submitcdr.aspx", params=query)).text == "50416"
+    query = httpx.QueryParams(tenant.submit_params(ExternalID="rep2", Duration="bad"))
+    assert (await pipeline.ingest.get(f"/api_submitcdr.aspx?{query}&Duration=7")).text == "0"
+    (record,) = await pipeline.wait_stored(tenant, 1)
+    assert record["external_id"] == "rep2" and record["duration"] == 7
 
 
 async def test_health_ready_metrics_and_docs(pipeline: Pipeline, tenant: Tenant) -> None:

@@ -115,3 +115,9 @@ def test_not_json_is_400() -> None:
     with pytest.raises(BodyUnreadable):
         parse(b"<cdr></cdr>")
     assert [r.code for r in parse(b"[1]")] == [50460]
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1"])
+def test_a_body_nested_too_deep_is_400_not_a_recursion_error(body: bytes) -> None:
+    with pytest.raises(BodyUnreadable):
+        parse(body)

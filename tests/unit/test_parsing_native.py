@@ -175,6 +175,28 @@ def test_a_missing_start_time_is_arrival_minus_duration() -> None:
     assert result.event.start_time == datetime(2026, 3, 2, 16, 58, 30, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("record", "given"),
+    [
+        (GOOD, False),
+        ({**GOOD, "start_time": None}, False),
+        ({**GOOD, "start_time": "  "}, False),
+        ({**GOOD, "start_time": "2026-03-02 11:58:30"}, True),
+        # Exactly arrival minus duration, yet sent: still the record's own start time.
+        ({**GOOD, "start_time": "2026-03-02T16:58:30+00:00"}, True),
+        ({**GOOD, "start_time": "yesterday"}, True),
+        ({"caller": "100", "target": "200", "duration": 5}, False),
+        ({"caller": "100", "target": "200", "duration": 5, "time": 1772442904}, True),
+    ],
+)
+def test_start_given_says_whether_the_record_carried_a_start_time(
+    record: dict[str, object], given: bool
+) -> None:
+    result = one(record)
+    assert isinstance(result, Parsed)
+    assert result.start_given is given
+
+
 SEED_OUTGOING = {
     "caller": "0722776772",
     "target": "0501234567",

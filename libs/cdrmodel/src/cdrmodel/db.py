@@ -328,14 +328,19 @@ ingest_usage = Table(
 )
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """The one engine of a process, created in the app's lifespan (never at import)."""
+def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+    """The one engine of a process, created in the app's lifespan (never at import).
+
+    `pre_ping` tests each connection with a round trip when it leaves the pool; without it,
+    the first statement on a connection broken by a database restart fails (and the pool
+    then replaces all its connections) instead.
+    """
     # hide_parameters: statement errors must never carry secrets or passwords into logs.
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         hide_parameters=True,
     )
 

@@ -32,14 +32,18 @@ def topic_name(base: str, namespace: str = "") -> str:
     return f"{namespace}{base}"
 
 
-def make_producer(bootstrap: str, *, linger_ms: int = 5) -> AIOKafkaProducer:
+def make_producer(
+    bootstrap: str, *, linger_ms: int = 5, request_timeout_ms: int = 15000
+) -> AIOKafkaProducer:
     # acks=all: a record is acknowledged only once every in-sync replica has it.
+    # request_timeout_ms also bounds how long aiokafka keeps retrying a batch before failing
+    # it: until then a batch nobody waits for any more can still be delivered.
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         linger_ms=linger_ms,
         max_batch_size=256 * 1024,
-        request_timeout_ms=15000,
+        request_timeout_ms=request_timeout_ms,
         enable_idempotence=False,
     )
 

@@ -10,6 +10,7 @@ from typing import TypedDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_ingest.dedupe import Submitter
+from cdr_ingest.groupcommit import GroupCommit
 from cdr_ingest.publisher import Publisher
 from cdrmodel.principals import PrincipalDirectory
 from cdrmodel.web import OpsState
@@ -21,6 +22,7 @@ class IngestState:
     directory: PrincipalDirectory
     publisher: Publisher
     submitter: Submitter
+    group: GroupCommit  # the compat route's single records, decided together per account
     # The arrival time (and so the daily limit's day); tests move it across midnight.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 

@@ -22,3 +22,13 @@ class IngestSettings(CommonSettings):
     dedupe_prune_interval: float = Field(
         600.0, gt=0, description="Seconds between two pruning passes."
     )
+    group_commit_size: int = Field(
+        256, ge=1, le=10000, description="Most compat submissions of one account decided at once."
+    )
+    group_commit_flushes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Decisions of one account's compat submissions running at once; more "
+        "arrivals wait for the next and are decided together.",
+    )

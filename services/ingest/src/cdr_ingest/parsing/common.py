@@ -49,10 +49,14 @@ DIRECTIONS = ("inbound", "outbound")
 @dataclass(frozen=True, slots=True)
 class Parsed:
     """A record to produce. `dedupe_key`, when set, is the record's identity for 50421
-    instead of the contract's rule (ExternalID, or the number/time/duration tuple)."""
+    instead of the contract's rule (ExternalID, or the number/time/duration tuple when
+    `start_given`)."""
 
     event: CdrSubmitted
     dedupe_key: str | None = None
+    # Whether the record carried a start time: the contract's natural key applies only then
+    # (a start made up from the arrival time never repeats).
+    start_given: bool = True
 
     @property
     def code(self) -> int:

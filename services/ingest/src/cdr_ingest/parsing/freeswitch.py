@@ -84,7 +84,9 @@ def parse_freeswitch(body: bytes, *, principal: Principal, now: datetime) -> lis
     check_body_size(body)
     try:
         value = json.loads(body.decode("utf-8", "replace"), object_pairs_hook=_keep_callflows)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: the stdlib parser (needed for the hook) has no depth limit of its
+        # own; a body nested thousands deep is unreadable, not a server error.
         raise BodyUnreadable(f"body is not a mod_json_cdr JSON document: {exc}") from None
     cdrs = value if isinstance(value, list) else [value]
     check_record_count(len(cdrs))

@@ -141,10 +141,17 @@ def parse_record(
         return Refused(NOT_AN_OBJECT, f"a record must be a JSON object, not {kind}")
     try:
         if "originating_number" not in record and any(k in record for k in _SEED_MARKERS):
-            return Parsed(_seed003(record, principal=principal, now=now, timezone=timezone))
-        return Parsed(_contract(record, principal=principal, now=now, timezone=timezone))
+            event = _seed003(record, principal=principal, now=now, timezone=timezone)
+            return Parsed(event, start_given=_given(record.get("time")))
+        event = _contract(record, principal=principal, now=now, timezone=timezone)
+        return Parsed(event, start_given=_given(record.get("start_time")))
     except Rejected as exc:
         return Refused(exc.code or NOT_AN_OBJECT, exc.message)
+
+
+def _given(raw: object) -> bool:
+    """A start time was sent: anything but absent, null or blank (as `start_fields` reads it)."""
+    return raw is not None and not (isinstance(raw, str) and raw.strip() == "")
 
 
 def _start(raw: object, timezone: str) -> tuple[datetime | None, str | None]:
