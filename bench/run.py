@@ -20,8 +20,9 @@ from batch_load import BatchResult, kafka_payloads, post_batches
 from kafka_baseline import ProducerResult, acked_senders, raw_producer
 from load import run_load, tool_name
 from loadgen import LoadResult
+from rater_bench import DISTINCT_NUMBERS, RaterMeasurements, measure_rater, render_section
 from report import REPO, Measurements, Memory, StoredResult, render
-from stack import BENCH_TOPIC, BenchStack
+from stack import BENCH_TOPIC, BenchStack, free_port
 
 COMPAT_QUERY = (
     "/api_submitcdr.aspx?DatabaseID=DEMO&APIAccountID=DEMO&APIPassword=demopass"
@@ -75,6 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=60.0,
         help="seconds to wait for the rater to store every accepted CDR (default 60)",
+    )
+    parser.add_argument(
+        "--rater-events",
+        type=int,
+        default=100_000,
+        help="CDRs per rater run, produced straight to the topic (default 100000)",
     )
     parser.add_argument(
         "--output",
@@ -347,6 +354,23 @@ def ingest_memory(pid: int) -> Memory:
     return Memory(peak_mb=fields.get("VmHWM", 0.0), now_mb=fields.get("VmRSS", 0.0))
 
 
+def measure_raters(stack: BenchStack, args: argparse.Namespace) -> RaterMeasurements:
+    """The rater rows, after the services above are stopped so they take no CPU from them."""
+    for proc in stack.services.values():
+        proc.stop()
+    assert stack.pg is not None
+    return measure_rater(
+        pg_port=stack.pg_port,
+        bootstrap=stack.bootstrap,
+        database_url=stack.pg.url(),
+        workdir=stack.workdir,
+        free_port=free_port,
+        log=log,
+        events=args.rater_events,
+        distinct=DISTINCT_NUMBERS,
+    )
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # SIGTERM (e.g. a CI timeout) takes the same path as Ctrl-C, so the stack is torn down.
     raise KeyboardInterrupt
@@ -360,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with BenchStack(workdir, log) as stack:
             measurements = measure(stack, args)
+            rater = measure_raters(stack, args)
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(render(measurements), encoding="utf-8")
+        args.output.write_text(render(measurements) + render_section(rater), encoding="utf-8")
         log(f"wrote {args.output}")
         return 0
     except KeyboardInterrupt:

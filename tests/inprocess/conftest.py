@@ -71,6 +71,8 @@ class Pipeline:
     apps: dict[str, FastAPI]
     database_url: str
     namespace: str
+    # The settings every app of this pipeline shares: a test adds an app of its own with them.
+    common: dict[str, Any]
 
     async def tenant(self, *, timezone: str = "UTC") -> Tenant:
         return await create_tenant(self.rater, timezone=timezone)
@@ -196,6 +198,7 @@ async def run_pipeline(
                 apps=apps,
                 database_url=infra.pg.url(name),
                 namespace=namespace,
+                common=common,
             )
     finally:
         await _admin_sql(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

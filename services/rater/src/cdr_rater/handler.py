@@ -1,20 +1,20 @@
 """Rating a batch of submitted CDRs: pure domain logic around `pricing` (no I/O here).
 
-The consumer (cdr_rater/consumer.py) loads what a batch needs of a tenant's configuration
-(`TenantPlan`, default packages) inside the batch's transaction, calls `rate_events`, stores the
-rows it returns and, after the commit, publishes `rated_event` of each stored row.
+The consumer (cdr_rater/consumer.py) takes each tenant's cached configuration (`TenantPlan`,
+default packages; cdr_rater/plans.py) inside the batch's transaction, calls `rate_events`, stores
+the rows it returns and, after the commit, publishes `rated_event` of each stored row.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from cdr_rater.explain import describe
-from cdr_rater.pricing import Call, Rating, TenantPlan, party_number, rate_call
+from cdr_rater.pricing import Call, Rating, TenantPlan, rate_call
 from cdrmodel.events import CdrRated, CdrSubmitted
 from cdrmodel.money import storable
 from cdrmodel.record import render_record
@@ -86,11 +86,6 @@ def _call(event: CdrSubmitted) -> Call:
         duration=event.duration,
         disposition=event.disposition,
     )
-
-
-def match_numbers(events: Iterable[CdrSubmitted], plan: TenantPlan) -> list[str]:
-    """The normalised numbers the batch's calls will be matched on (its deck lines to load)."""
-    return [party_number(_call(e), plan)[1] for e in events]
 
 
 def rate_events(

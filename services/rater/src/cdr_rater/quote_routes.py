@@ -46,10 +46,10 @@ async def quote(body: QuoteRequest, principal: PrincipalDep, state: StateDep) ->
         disposition=disposition,
     )
     async with state.engine.connect() as conn:  # reads only; rolled back when it closes
-        tenant = await repository.load_tenant(conn, database_id=principal.database_id)
-        if tenant is None:  # removed since the credentials were checked
+        loaded = await repository.load_tenant_config(conn, database_id=principal.database_id)
+        if loaded is None:  # removed since the credentials were checked
             raise NotFound(f"no tenant {principal.database_id!r}")
-        plan, defaults = await repository.load_plan(conn, tenant=tenant, events=[event])
+        tenant, plan, defaults = loaded
     currency = tenant["currency"]
     (row,) = rate_events([event], plan, default_packages=defaults, currency=currency, now=now)
     total, cost = row["total"], row["cost"]
