@@ -46,7 +46,7 @@ from cdrmodel.db import asyncpg_dsn
 from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
 from cdrmodel.migrate import upgrade
 from tests.conftest import Infra
-from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant, wait_for
+from tests.helpers import ADMIN_TOKEN, Receiver, Tenant, create_tenant, wait_for
 
 TEMPLATE_DB = "inproc_template"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -224,3 +224,12 @@ def pipeline_factory(infra: Infra, inproc_template: str) -> PipelineFactory:
 async def tenant(pipeline: Pipeline) -> Tenant:
     """A fresh tenant on the shared in-process pipeline (shadows the subprocess one)."""
     return await pipeline.tenant()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A CRM on loopback that answers every push with success (tests may change `reply`)."""
+    crm = Receiver()
+    await crm.start()
+    yield crm
+    await crm.stop()

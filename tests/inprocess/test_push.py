@@ -19,14 +19,6 @@ AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 OK = (200, '{"Err":0,"Errdesc":"OK"}', {"content-type": "application/json"})
 
 
-@pytest.fixture
-async def receiver() -> Any:
-    crm = Receiver()
-    await crm.start()
-    yield crm
-    await crm.stop()
-
-
 async def _delivered(pipeline: Pipeline, tenant: Tenant, n: int = 1, **kw: Any) -> list[dict]:
     async def done() -> list[dict]:
         found = await pipeline.deliveries(tenant, status="delivered", **kw)

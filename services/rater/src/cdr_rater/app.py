@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from cdr_rater.admin.rerate_routes import router as rerate_router
 from cdr_rater.admin.routes import router as admin_router
 from cdr_rater.consumer import consume
 from cdr_rater.deps import RaterLifespanState, RaterState
+from cdr_rater.rerate import Publisher, Rerater, run_rerating
 from cdr_rater.settings import RaterSettings
 from cdrmodel import rejections
 from cdrmodel.db import make_engine
@@ -59,6 +61,19 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
                 batch=settings.rater_batch,
             ),
         )
+        rerater = Rerater(
+            engine,
+            Publisher(engine, producer, topic_name(RATED, settings.topic_namespace)),
+            batch=settings.rerate_batch,
+        )
+        supervisor.spawn(
+            "rerating",
+            run_rerating(
+                rerater,
+                poll=settings.rerate_poll_seconds,
+                republish_after=settings.rerate_republish_seconds,
+            ),
+        )
         ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,
@@ -69,7 +84,7 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         )
         log.info("rater ready on %s:%s", settings.host, settings.port)
         try:
-            yield {"ops": ops, "rater": RaterState(engine=engine)}
+            yield {"ops": ops, "rater": RaterState(engine=engine, rerater=rerater)}
         finally:
             await supervisor.stop()
             await consumer.close()
@@ -81,5 +96,5 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         title="cdrflow rater",
         summary="Prices and stores CDRs; admin API for tenants, decks and extensions",
         lifespan=lifespan,
-        routers=[admin_router, rejections.router],
+        routers=[admin_router, rerate_router, rejections.router],
     )

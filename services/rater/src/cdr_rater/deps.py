@@ -8,12 +8,14 @@ from typing import Annotated, TypedDict
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cdr_rater.rerate import Rerater
 from cdrmodel.web import OpsState
 
 
 @dataclass
 class RaterState:
     engine: AsyncEngine
+    rerater: Rerater
 
 
 class RaterLifespanState(TypedDict):
