@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import httpx
@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_notifier.consumer import DeliveryRecorder
 from cdr_rater.consumer import RatingHandler
-from cdrmodel.db import asyncpg_dsn, make_engine
+from cdrmodel.db import asyncpg_dsn
 from cdrmodel.events import CdrRated, new_cdr_id
-from cdrmodel.kafka import RATED, SUBMITTED, make_producer, topic_name
+from cdrmodel.kafka import RATED, SUBMITTED, topic_name
 from tests.conftest import Infra, Stack
 from tests.helpers import ADMIN_TOKEN, Tenant, unique_id, wait_for
 from tests.records import consumer_record, submitted
@@ -27,32 +27,10 @@ from tests.records import consumer_record, submitted
 NAMESPACE = "poison."  # the rater's publish step goes here, away from the shared stack
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def poison_topics(infra: Infra) -> Iterator[None]:
     infra.create_topics(NAMESPACE)
     yield
-
-
-@pytest.fixture
-async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(infra.database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def db(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(asyncpg_dsn(infra.database_url))
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def producer(infra: Infra, poison_topics: None) -> AsyncIterator[AIOKafkaProducer]:
-    producer = make_producer(infra.bootstrap)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 async def _bare_tenant(db: asyncpg.Connection) -> str:

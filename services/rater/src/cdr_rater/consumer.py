@@ -1,7 +1,8 @@
 """The rater's Kafka loop: cdr.submitted.v1 in batches, rated, stored, then cdr.rated.v1.
 
-Consistency order (cdrmodel.consumer.BatchProcessor): the batch is priced and inserted in one
-transaction; after the commit each stored row is published and its ack awaited; only then are
+Consistency order (cdrmodel.consumer.BatchProcessor): the batch is priced in memory against
+the tenants' cached plans (cdr_rater.plans: one version query per batch) and inserted with one
+multi-row statement in one transaction; after the commit each stored row is published and its ack awaited; only then are
 the offsets committed. A replay re-inserts nothing (cdr_id is the key) and re-publishes the
 stored versions with their original feed_id, which the notifier's unique key absorbs.
 """
@@ -19,8 +20,8 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_rater import repository
-from cdr_rater.handler import match_numbers, rate_events, rated_event
-from cdr_rater.pricing import TenantPlan
+from cdr_rater.handler import rate_events, rated_event
+from cdr_rater.plans import PlanCache
 from cdrmodel.consumer import BatchProcessor, Item, Rejection, Stored
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.kafka import KafkaClient, run_batches
@@ -41,8 +42,10 @@ class RatingHandler:
         rated_topic: str,
         *,
         stage: str,
+        plans: PlanCache | None = None,
     ) -> None:
         self._producer = producer
+        self._plans = plans if plans is not None else PlanCache()
         self._topic = rated_topic
         self._batches: BatchProcessor[CdrSubmitted, Published] = BatchProcessor(
             engine,
@@ -59,45 +62,32 @@ class RatingHandler:
     async def _store(
         self, conn: AsyncConnection, items: list[Item[CdrSubmitted]]
     ) -> Stored[Published]:
-        """Price and insert the batch inside the transaction BatchProcessor opened."""
+        """Price and insert the batch inside the transaction BatchProcessor opened: one version
+        query, the cached plans, one multi-row insert."""
         by_tenant: dict[str, list[Item[CdrSubmitted]]] = defaultdict(list)
         for item in items:
             by_tenant[item.event.database_id].append(item)
+        configs = await self._plans.configs(conn, by_tenant)
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
-        zones: dict[str, str] = {}
         out: Stored[Published] = Stored()
         for database_id, group in by_tenant.items():
-            tenant = await repository.load_tenant(conn, database_id=database_id)
-            if tenant is None:
+            config = configs.get(database_id)
+            if config is None:
                 out.rejected += [
                     Rejection(i.record, "unknown_tenant", f"no tenant {database_id!r}")
                     for i in group
                 ]
                 continue
-            evs = [i.event for i in group]
-            zones[database_id] = tenant["timezone"]
-            plan = TenantPlan(home_country=tenant["country"], timezone=tenant["timezone"])
-            plan.extensions = await repository.load_extensions(
-                conn,
-                database_id=database_id,
-                numbers=[n for e in evs for n in (e.originating_number, e.destination_number)],
-            )
-            defaults = await repository.load_default_packages(
-                conn, database_id=database_id, accounts=[e.api_account for e in evs]
-            )
-            plan.packages, plan.routes = await repository.load_decks(
-                conn,
-                database_id=database_id,
-                prefixes=repository.all_prefixes(match_numbers(evs, plan)),
-            )
             rows += rate_events(
-                evs, plan, default_packages=defaults, currency=tenant["currency"], now=now
+                [i.event for i in group],
+                config.plan,
+                default_packages=config.default_packages,
+                currency=config.currency,
+                now=now,
             )
-        if rows:
-            await repository.insert_cdrs(conn, rows=rows)
-            stored = await repository.fetch_cdrs(conn, cdr_ids=[r["cdr_id"] for r in rows])
-            out.results = [(row, zones[row["database_id"]]) for row in stored]
+        stored = await repository.store_cdrs(conn, rows=rows)
+        out.results = [(row, configs[row["database_id"]].timezone) for row in stored]
         return out
 
     async def _publish(self, stored: list[Published]) -> None:
