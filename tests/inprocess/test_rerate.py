@@ -371,3 +371,28 @@ async def test_a_rerate_whose_publication_was_lost_is_published_again(
     events = await _rated_events(infra, pipeline, {row["cdr_id"]}, 3)
     assert [e["revision"] for e in events].count(2) == 2
     assert {e["feed_id"] for e in events if e["revision"] == 2} == {row["feed_id"]}
+
+
+async def test_a_record_stored_unrated_just_after_a_pass_is_looked_at_again(
+    pipeline: Pipeline, tenant: Tenant
+) -> None:
+    assert await pipeline.submit(tenant, OriginatingNumber="500") == "0"
+    held = await _stored_one(pipeline, tenant)
+    assert held["unrated_reason"] == "no_package"
+    resp = await pipeline.rater.put(
+        f"{_base(tenant)}/extensions/500", json={"package": tenant.package}, headers=AUTH
+    )
+    assert resp.status_code == 200
+
+    async def rated() -> bool:
+        return bool((await _cdrs(pipeline, tenant))[0]["rated"])
+
+    await wait_for(rated, timeout=10, what="the first pass")
+    # As a consumer batch that priced with the configuration before the change and committed
+    # after the pass went by would leave it: unrated, priced just now, no change to come.
+    await pipeline.sql(
+        "UPDATE cdr SET rated = false, unrated_reason = 'no_package', total = NULL,"
+        " rated_at = now() WHERE cdr_id = $1",
+        held["cdr_id"],
+    )
+    await wait_for(rated, timeout=15, what="the settling look")

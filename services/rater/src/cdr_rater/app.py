@@ -12,6 +12,7 @@ from cdr_rater.admin.rerate_routes import router as rerate_router
 from cdr_rater.admin.routes import router as admin_router
 from cdr_rater.consumer import consume
 from cdr_rater.deps import RaterLifespanState, RaterState
+from cdr_rater.plans import PlanCache
 from cdr_rater.rerate import Publisher, Rerater, run_rerating
 from cdr_rater.settings import RaterSettings
 from cdrmodel import rejections
@@ -48,6 +49,7 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
             ),
             name="consumer",
         )
+        plans = PlanCache()  # one per process: the consumer and re-rating price with it
         producer.begin(supervisor)
         consumer.begin(supervisor)
         supervisor.spawn(
@@ -59,11 +61,13 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
                 rated_topic=topic_name(RATED, settings.topic_namespace),
                 stage=settings.rater_group,
                 batch=settings.rater_batch,
+                plans=plans,
             ),
         )
         rerater = Rerater(
             engine,
             Publisher(engine, producer, topic_name(RATED, settings.topic_namespace)),
+            plans,
             batch=settings.rerate_batch,
         )
         supervisor.spawn(

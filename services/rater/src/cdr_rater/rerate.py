@@ -14,7 +14,9 @@ every path here is safe to repeat, by a retry, a second replica or a replay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,10 +27,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cdr_rater import repository
 from cdr_rater import rerate_repository as sql
-from cdr_rater.handler import match_numbers, rate_events, rated_event
-from cdr_rater.pricing import TenantPlan
+from cdr_rater.handler import rate_events, rated_event
+from cdr_rater.plans import PlanCache, TenantConfig
 from cdrmodel.db import is_transient
 from cdrmodel.errors import CdrError, NotFound, Unprocessable
 from cdrmodel.events import CdrSubmitted
@@ -39,6 +40,11 @@ from cdrmodel.timeutil import aware
 log = logging.getLogger(__name__)
 
 CONFIG_CHANGED, PERIOD, CORRECTED = "config_changed", "rerate", "start_time_corrected"
+# How long after a pass the records stored unrated around it are looked at again, and how
+# far before the pass they may have been priced (a consumer batch's transaction is shorter).
+SETTLE_SECONDS = 5.0
+SETTLE_MARGIN = timedelta(seconds=60)
+
 Rows = list[dict[str, Any]]
 Locker = Callable[[AsyncConnection, Mapping[str, Any] | None], Awaitable[Rows]]
 _EVENT_FIELDS = tuple(f for f in CdrSubmitted.model_fields if f != "direction")
@@ -89,30 +95,10 @@ def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return any(old.get(name) != new.get(name) for name in sql.PRICED)
 
 
-async def _plan(
-    conn: AsyncConnection, tenant: Mapping[str, Any], events: Sequence[CdrSubmitted]
-) -> tuple[TenantPlan, dict[str, str | None]]:
-    database_id = tenant["database_id"]
-    plan = TenantPlan(home_country=tenant["country"], timezone=tenant["timezone"])
-    plan.extensions = await repository.load_extensions(
-        conn,
-        database_id=database_id,
-        numbers=[n for e in events for n in (e.originating_number, e.destination_number)],
-    )
-    defaults = await repository.load_default_packages(
-        conn, database_id=database_id, accounts=[e.api_account for e in events]
-    )
-    wanted = repository.all_prefixes(match_numbers(events, plan))
-    plan.packages, plan.routes = await repository.load_decks(
-        conn, database_id=database_id, prefixes=wanted
-    )
-    return plan, defaults
-
-
 async def reprice(
     conn: AsyncConnection,
     *,
-    tenant: Mapping[str, Any],
+    config: TenantConfig,
     rows: Sequence[Mapping[str, Any]],
     reason: str,
     start_times: Mapping[uuid.UUID, datetime] | None = None,
@@ -122,10 +108,12 @@ async def reprice(
         return Repriced(Counts())
     now = datetime.now(UTC)
     starts = start_times or {}
-    events = [_event(r, starts.get(r["cdr_id"])) for r in rows]
-    plan, defaults = await _plan(conn, tenant, events)
     fresh = rate_events(
-        events, plan, default_packages=defaults, currency=tenant["currency"], now=now
+        [_event(r, starts.get(r["cdr_id"])) for r in rows],
+        config.plan,
+        default_packages=config.default_packages,
+        currency=config.currency,
+        now=now,
     )
     counts = Counts(examined=len(rows))
     changes: list[dict[str, Any]] = []
@@ -182,13 +170,21 @@ class Publisher:
 
 
 class Rerater:
-    def __init__(self, engine: AsyncEngine, publisher: Publisher, *, batch: int) -> None:
+    """Re-pricing with the tenants' current plans: the consumer's cache (`plans`), so a
+    100,000-line deck is held once per process however many paths price with it."""
+
+    def __init__(
+        self, engine: AsyncEngine, publisher: Publisher, plans: PlanCache, *, batch: int
+    ) -> None:
         self._engine = engine
         self._publisher = publisher
+        self._plans = plans
         self._batch = batch
+        # tenant -> (when, since): a second look at records stored unrated around a pass
+        self._settle: dict[str, tuple[float, datetime]] = {}
 
-    async def _tenant(self, conn: AsyncConnection, database_id: str) -> dict[str, Any]:
-        found = await sql.load_tenant_row(conn, database_id)
+    async def _config(self, conn: AsyncConnection, database_id: str) -> TenantConfig:
+        found = (await self._plans.configs(conn, [database_id])).get(database_id)
         if found is None:
             raise NotFound(f"tenant {database_id!r} not found")
         return found
@@ -196,11 +192,12 @@ class Rerater:
     async def zone(self, database_id: str) -> str:
         """The tenant's time zone (NotFound without the tenant)."""
         async with self._engine.connect() as conn:
-            tenant: str = (await self._tenant(conn, database_id))["timezone"]
-        return tenant
+            return (await self._config(conn, database_id)).timezone
 
-    async def _publish(self, tenant: Mapping[str, Any], stored: list[dict[str, Any]]) -> None:
-        await self._publisher.publish(stored, zones={tenant["database_id"]: tenant["timezone"]})
+    async def _publish(
+        self, database_id: str, config: TenantConfig, stored: list[dict[str, Any]]
+    ) -> None:
+        await self._publisher.publish(stored, zones={database_id: config.timezone})
 
     async def _walk(self, database_id: str, lock: Locker, *, reason: str) -> Counts:
         """Batches from `lock(conn, last row of the previous batch)` until one comes short,
@@ -209,22 +206,23 @@ class Rerater:
         last: dict[str, Any] | None = None
         while True:
             async with self._engine.begin() as conn:
-                tenant = await self._tenant(conn, database_id)
+                config = await self._config(conn, database_id)
                 rows = await lock(conn, last)
-                done = await reprice(conn, tenant=tenant, rows=rows, reason=reason)
-            await self._publish(tenant, done.stored)
+                done = await reprice(conn, config=config, rows=rows, reason=reason)
+            await self._publish(database_id, config, done.stored)
             total.add(done.counts)
             if len(rows) < self._batch:
                 return total
             last = rows[-1]
 
-    async def unrated(self, database_id: str) -> Counts:
-        """Every unrated record of the tenant once, in cdr_id order."""
+    async def unrated(self, database_id: str, *, since: datetime | None = None) -> Counts:
+        """Every unrated record of the tenant (rated since `since`, if given) once, in cdr_id
+        order."""
 
         async def lock(conn: AsyncConnection, last: Mapping[str, Any] | None) -> Rows:
             after = last["cdr_id"] if last else None
             return await sql.lock_unrated(
-                conn, database_id=database_id, after=after, limit=self._batch
+                conn, database_id=database_id, after=after, since=since, limit=self._batch
             )
 
         return await self._walk(database_id, lock, reason=CONFIG_CHANGED)
@@ -253,7 +251,7 @@ class Rerater:
     ) -> tuple[dict[str, Any], str]:
         """A held record's start time set and the record re-rated at once: (row, zone)."""
         async with self._engine.begin() as conn:
-            tenant = await self._tenant(conn, database_id)
+            config = await self._config(conn, database_id)
             row = await sql.lock_one(conn, database_id=database_id, cdr_id=cdr_id)
             if row is None:
                 raise NotFound(f"cdr {cdr_id} not found in tenant {database_id!r}")
@@ -263,14 +261,14 @@ class Rerater:
                     "correction (POST .../rerate re-prices rated records)",
                     status_code=409,
                 )
-            start = aware(start_time, tenant["timezone"])
+            start = aware(start_time, config.timezone)
             if start is None:
                 raise Unprocessable(f"start_time {start_time.isoformat()} is not a call time")
             done = await reprice(
-                conn, tenant=tenant, rows=[row], reason=CORRECTED, start_times={cdr_id: start}
+                conn, config=config, rows=[row], reason=CORRECTED, start_times={cdr_id: start}
             )
-        await self._publish(tenant, done.stored)
-        return (done.stored[0] if done.stored else row), tenant["timezone"]
+        await self._publish(database_id, config, done.stored)
+        return (done.stored[0] if done.stored else row), config.timezone
 
     async def catch_up(self, *, republish_after: float) -> None:
         """One round of the background task: passes due after configuration changes, then
@@ -278,14 +276,23 @@ class Rerater:
         async with self._engine.connect() as conn:
             due = await sql.due_tenants(conn)
         for database_id, version in due:
+            began = datetime.now(UTC)
             try:
                 counts = await self.unrated(database_id)
             except NotFound:  # deleted since: nothing left to re-rate
                 continue
             async with self._engine.begin() as conn:
                 await sql.mark_rerated(conn, database_id=database_id, version=version)
+            # A consumer batch that read the old configuration may commit a record unrated
+            # after this pass went by: look again, once its transaction must have ended.
+            self._settle[database_id] = (time.monotonic() + SETTLE_SECONDS, began - SETTLE_MARGIN)
             if counts.changed:
                 log.info("re-rated tenant %s at config %s: %s", database_id, version, counts)
+        for database_id, (when, since) in list(self._settle.items()):
+            if time.monotonic() >= when:
+                del self._settle[database_id]
+                with contextlib.suppress(NotFound):
+                    await self.unrated(database_id, since=since)
         cutoff = datetime.now(UTC) - timedelta(seconds=republish_after)
         async with self._engine.connect() as conn:
             lost = await sql.unpublished(conn, older_than=cutoff, limit=self._batch)

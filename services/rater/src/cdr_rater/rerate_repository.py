@@ -57,17 +57,20 @@ async def mark_rerated(conn: AsyncConnection, *, database_id: str, version: int)
     )
 
 
-async def load_tenant_row(conn: AsyncConnection, database_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(tenant).where(tenant.c.database_id == database_id))).first()
-    return dict(row._mapping) if row is not None else None
-
-
 async def lock_unrated(
-    conn: AsyncConnection, *, database_id: str, after: uuid.UUID | None, limit: int
+    conn: AsyncConnection,
+    *,
+    database_id: str,
+    after: uuid.UUID | None,
+    since: datetime | None = None,
+    limit: int,
 ) -> list[dict[str, Any]]:
-    """The next batch of the tenant's unrated records; rows another replica holds are skipped
-    (it is re-rating them), so two replicas never re-rate one record at once."""
+    """The next batch of the tenant's unrated records (priced at or after `since`, if given);
+    rows another replica holds are skipped (it is re-rating them), so two replicas never
+    re-rate one record at once."""
     stmt = select(cdr).where(cdr.c.database_id == database_id, not_(cdr.c.rated))
+    if since is not None:
+        stmt = stmt.where(cdr.c.rated_at >= since)
     if after is not None:
         stmt = stmt.where(cdr.c.cdr_id > after)
     stmt = stmt.order_by(cdr.c.cdr_id).limit(limit).with_for_update(skip_locked=True)
