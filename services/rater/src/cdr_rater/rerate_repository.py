@@ -177,6 +177,8 @@ async def mark_published(
     await conn.execute(
         update(cdr_revision)
         .where(
+            # = ANY first: the (cdr_id, revision) index finds the rows, whatever the plan
+            cdr_revision.c.cdr_id == any_(ids),
             cdr_revision.c.cdr_id == pairs.c.cdr_id,
             cdr_revision.c.revision <= pairs.c.revision,
             cdr_revision.c.published_at.is_(None),
