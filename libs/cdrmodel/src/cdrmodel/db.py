@@ -56,6 +56,9 @@ tenant = Table(
     # (accounts, packages, routes, extensions, decks): raters compare it to reload what
     # they cache, and the re-rating job to find unrated records a change may now price.
     Column("config_version", BigInteger, nullable=False, server_default="0"),
+    # The config_version whose unrated records a re-rating pass has gone through
+    # (cdr_rater.rerate): a tenant whose config_version is ahead has a pass due.
+    Column("rerated_version", BigInteger, nullable=False, server_default="0"),
     _ts("created_at"),
     _ts("updated_at"),
 )
@@ -197,6 +200,8 @@ cdr = Table(
     Index(None, "database_id", "feed_id"),
     Index(None, "database_id", "start_time"),
     Index(None, "database_id", "unrated_reason", postgresql_where=text("NOT rated")),
+    # Re-rating walks a tenant's unrated records in cdr_id order, a batch at a time.
+    Index(None, "database_id", "cdr_id", postgresql_where=text("NOT rated")),
 )
 
 # The price history of a CDR: one row per re-rate, with what it replaced and why.
@@ -211,9 +216,13 @@ cdr_revision = Table(
     Column("old", JSONB, nullable=False),  # pricing fields before (money as 8-place strings)
     Column("new", JSONB, nullable=False),  # and after
     _ts("changed_at"),
+    # Set once cdr.rated.v1 carried the new revision; a row left null (the process died
+    # between the commit and the ack) is published again by the re-rating task.
+    Column("published_at", DateTime(timezone=True), nullable=True),
     ForeignKeyConstraint(["cdr_id"], ["cdr.cdr_id"], ondelete="CASCADE"),
     UniqueConstraint("cdr_id", "revision"),
     Index(None, "database_id", "changed_at"),
+    Index(None, "changed_at", postgresql_where=text("published_at IS NULL")),
 )
 
 subscription = Table(

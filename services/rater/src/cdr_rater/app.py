@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from cdr_rater.admin.rerate_routes import router as rerate_router
 from cdr_rater.admin.routes import router as admin_router
 from cdr_rater.consumer import consume
 from cdr_rater.deps import RaterLifespanState, RaterState
+from cdr_rater.plans import PlanCache
 from cdr_rater.quote_routes import router as quote_router
+from cdr_rater.rerate import Publisher, Rerater, run_rerating
 from cdr_rater.settings import RaterSettings
 from cdrmodel import rejections
 from cdrmodel.db import make_engine
@@ -48,6 +51,7 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
             ),
             name="consumer",
         )
+        plans = PlanCache()  # one per process: the consumer and re-rating price with it
         producer.begin(supervisor)
         consumer.begin(supervisor)
         supervisor.spawn(
@@ -59,6 +63,21 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
                 rated_topic=topic_name(RATED, settings.topic_namespace),
                 stage=settings.rater_group,
                 batch=settings.rater_batch,
+                plans=plans,
+            ),
+        )
+        rerater = Rerater(
+            engine,
+            Publisher(engine, producer, topic_name(RATED, settings.topic_namespace)),
+            plans,
+            batch=settings.rerate_batch,
+        )
+        supervisor.spawn(
+            "rerating",
+            run_rerating(
+                rerater,
+                poll=settings.rerate_poll_seconds,
+                republish_after=settings.rerate_republish_seconds,
             ),
         )
         ops = service_ops(
@@ -71,7 +90,9 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         )
         log.info("rater ready on %s:%s", settings.host, settings.port)
         try:
-            state = RaterState(engine=engine, directory=PrincipalDirectory(engine))
+            state = RaterState(
+                engine=engine, directory=PrincipalDirectory(engine), rerater=rerater, plans=plans
+            )
             yield {"ops": ops, "rater": state}
         finally:
             await supervisor.stop()
@@ -84,5 +105,5 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         title="cdrflow rater",
         summary="Prices and stores CDRs; admin API for tenants, decks and extensions",
         lifespan=lifespan,
-        routers=[admin_router, quote_router, rejections.router],
+        routers=[admin_router, quote_router, rerate_router, rejections.router],
     )

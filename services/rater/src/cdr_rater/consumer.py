@@ -115,10 +115,11 @@ async def consume(
     rated_topic: str,
     stage: str,
     batch: int,
+    plans: PlanCache | None = None,
 ) -> None:
     """Wait for both Kafka clients, then rate batches until cancelled. It never returns; if it
     raises, the app's supervisor reports the death and the process exits."""
-    handler = RatingHandler(engine, await producer.get(), rated_topic, stage=stage)
+    handler = RatingHandler(engine, await producer.get(), rated_topic, stage=stage, plans=plans)
     source = await consumer.get()
     log.info("rater consuming")
     await run_batches(source, handler.handle, max_records=batch)

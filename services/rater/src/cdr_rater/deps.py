@@ -8,6 +8,8 @@ from typing import Annotated, TypedDict
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cdr_rater.plans import PlanCache
+from cdr_rater.rerate import Rerater
 from cdrmodel.principals import Principal, PrincipalDirectory, basic_credentials, split_login
 from cdrmodel.web import OpsState
 
@@ -17,6 +19,9 @@ class RaterState:
     engine: AsyncEngine
     # API accounts, for the routes they call (quote, explain); the admin API uses the token.
     directory: PrincipalDirectory
+    rerater: Rerater
+    # The process's cached tenant plans: quotes price with what live rating uses.
+    plans: PlanCache
 
 
 class RaterLifespanState(TypedDict):

@@ -114,5 +114,6 @@ def rated_event(row: Mapping[str, Any], *, timezone: str) -> CdrRated:
         cdr_id=row["cdr_id"],
         database_id=row["database_id"],
         feed_id=row["feed_id"],
+        revision=row.get("revision", 1),
         record=render_record(row, timezone=timezone),
     )

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
 
-from cdr_rater import explain_repository, repository
+from cdr_rater import explain_repository
 from cdr_rater.deps import PrincipalDep, StateDep
 from cdr_rater.handler import rate_events
 from cdr_rater.quote_schemas import ExplainRead, QuoteRead, QuoteRequest
@@ -46,12 +46,14 @@ async def quote(body: QuoteRequest, principal: PrincipalDep, state: StateDep) ->
         disposition=disposition,
     )
     async with state.engine.connect() as conn:  # reads only; rolled back when it closes
-        loaded = await repository.load_tenant_config(conn, database_id=principal.database_id)
-        if loaded is None:  # removed since the credentials were checked
-            raise NotFound(f"no tenant {principal.database_id!r}")
-        tenant, plan, defaults = loaded
-    currency = tenant["currency"]
-    (row,) = rate_events([event], plan, default_packages=defaults, currency=currency, now=now)
+        configs = await state.plans.configs(conn, [principal.database_id])
+    config = configs.get(principal.database_id)
+    if config is None:  # removed since the credentials were checked
+        raise NotFound(f"no tenant {principal.database_id!r}")
+    currency = config.currency
+    (row,) = rate_events(
+        [event], config.plan, default_packages=config.default_packages, currency=currency, now=now
+    )
     total, cost = row["total"], row["cost"]
     return {
         "rated": row["rated"],
