@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from cdr_ingest.publisher import Publisher
 from cdrmodel.events import CdrSubmitted, new_cdr_id
@@ -105,3 +106,31 @@ async def test_publish_many_puts_one_record_per_event_on_the_keyed_partition(
             assert expected_partition[record["database_id"]] == partition
             ids[record["cdr_id"]] = ids.get(record["cdr_id"], 0) + 1
     assert ids == {str(e.cdr_id): 1 for e in events}
+
+
+class _SecondHandOffFails(Publisher):
+    """Sends through the real producer, but the hand-off of the second batch raises, as a
+    broker error or a timeout in the middle of a request's produce would."""
+
+    calls = 0
+
+    async def _send(self, producer, batch, partition):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == 2:
+            raise KafkaTimeoutError("stand-in: the second batch could not be handed over")
+        return await super()._send(producer, batch, partition)
+
+
+async def test_batches_acknowledged_before_a_failure_are_still_answered_acknowledged(
+    infra: Infra, topic: str, connected: KafkaClient[object]
+) -> None:
+    # Tenant A's batch (the first: tenants go in order of appearance) is acknowledged by the
+    # real broker; B's hand-off raises afterwards. A's records are durable: reporting them
+    # failed (50503) would make a client resend them, and a keyless one would be stored twice.
+    events = _events(["TENANT_A", "TENANT_B"], 5)
+    publisher = _SecondHandOffFails(connected, topic, timeout=30)  # type: ignore[arg-type]
+    acked = await publisher.publish_many(events)
+    assert acked == [e.database_id == "TENANT_A" for e in events]
+    stored = await _read_all(infra, topic, 5)
+    tenants = [orjson.loads(v)["database_id"] for vs in stored.values() for v in vs]
+    assert tenants == ["TENANT_A"] * 5

@@ -61,8 +61,10 @@ class Publisher:
             log.warning("publish failed: not connected to Kafka yet")
             return [False] * len(events)
         sent: list[tuple[list[int], asyncio.Future[object]]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout_at(deadline):
                 partitions = sorted(await producer.partitions_for(self._topic))
                 for database_id, indexes in _by_tenant(events).items():
                     key = database_id.encode()
@@ -78,21 +80,11 @@ class Publisher:
                             batch.append(key=key, value=value, timestamp=None)
                         members.append(i)
                     sent.append((members, await self._send(producer, batch, partition)))
-                acks = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
         except (TimeoutError, KafkaError, OSError) as exc:
-            log.warning("publish failed: %r", exc)
-            return [False] * len(events)
-        acked = [False] * len(events)
-        failed = [a for a in acks if isinstance(a, BaseException)]
-        for (members, _), ack in zip(sent, acks, strict=True):
-            if not isinstance(ack, BaseException):
-                for i in members:
-                    acked[i] = True
-        if failed:
-            log.warning(
-                "publish failed for %d of %d batches: %r", len(failed), len(acks), failed[0]
-            )
-        return acked
+            # Batches already handed to the producer may still be (or have been) acknowledged:
+            # they are waited for below and counted, never reported failed wholesale.
+            log.warning("publish failed after %d batches: %r", len(sent), exc)
+        return await _acknowledged(len(events), sent, deadline - loop.time())
 
     async def _send(
         self, producer: AIOKafkaProducer, batch: BatchBuilder, partition: int
@@ -102,6 +94,41 @@ class Publisher:
             batch, self._topic, partition=partition
         )
         return future
+
+
+async def _acknowledged(
+    count: int, sent: list[tuple[list[int], asyncio.Future[object]]], remaining: float
+) -> list[bool]:
+    """True for each record whose batch the broker acknowledged within `remaining` seconds.
+
+    `asyncio.wait`, not `gather` under a timeout: a timeout must not cancel the futures of
+    batches the broker already took, and a batch acknowledged before the deadline is counted
+    as acknowledged (answered 0) even when a later one was not. A record answered 50503 while
+    its batch was in fact stored would, without a dedupe key, be stored twice on retry."""
+    futures = [f for _, f in sent]
+    if futures and remaining > 0:
+        await asyncio.wait(futures, timeout=remaining)
+    acked = [False] * count
+    failures: list[BaseException] = []
+    for members, future in sent:
+        if not future.done() or future.cancelled():
+            continue  # unknown yet: the producer fails it within give_up_ms (50503)
+        error = future.exception()
+        if error is not None:
+            failures.append(error)
+            continue
+        for i in members:
+            acked[i] = True
+    waiting = sum(not f.done() for f in futures)
+    if failures or waiting:
+        log.warning(
+            "publish: %d of %d batches failed, %d unanswered in time%s",
+            len(failures),
+            len(sent),
+            waiting,
+            f": {failures[0]!r}" if failures else "",
+        )
+    return acked
 
 
 def _by_tenant(events: Sequence[CdrSubmitted]) -> dict[str, list[int]]:
