@@ -11,8 +11,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy import select
 
-from cdrmodel.kafka import RATED, topic_name
+from cdr_rater.rerate import Publisher
+from cdrmodel.db import cdr, make_engine
+from cdrmodel.kafka import RATED, KafkaClient, make_producer, topic_name
 from tests.conftest import Infra
 from tests.helpers import ADMIN_TOKEN, DECK_CSV, Receiver, Tenant, create_tenant, wait_for
 from tests.inprocess.conftest import Pipeline
@@ -396,3 +399,24 @@ async def test_a_record_stored_unrated_just_after_a_pass_is_looked_at_again(
         held["cdr_id"],
     )
     await wait_for(rated, timeout=15, what="the settling look")
+
+
+async def test_publishing_a_rerate_never_fails_or_hangs_when_kafka_is_unreachable(
+    pipeline: Pipeline, tenant: Tenant
+) -> None:
+    # A producer that never connects (the broker unreachable since the process started):
+    # the re-rated version is committed, so publishing gives up after its timeout, leaves the
+    # history row unmarked for the background round, and does not raise (a raise killed the
+    # rerating task, and with it the whole rater, and answered the admin call 500).
+    assert await pipeline.submit(tenant) == "0"
+    held = await _stored_one(pipeline, tenant)
+    engine = make_engine(pipeline.database_url)
+    never = KafkaClient(lambda: make_producer("127.0.0.1:9"), name="never-connected")
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(cdr).where(cdr.c.cdr_id == held["cdr_id"]))).one()
+        publisher = Publisher(engine, never, "unused", timeout=0.2)  # type: ignore[arg-type]
+        async with asyncio.timeout(5):
+            await publisher.publish([dict(row._mapping)], zones={tenant.database_id: "UTC"})
+    finally:
+        await engine.dispose()

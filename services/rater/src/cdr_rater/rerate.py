@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_rater import rerate_repository as sql
@@ -144,27 +145,43 @@ class Publisher:
     """cdr.rated.v1 for new versions, after their commit; then their history rows marked."""
 
     def __init__(
-        self, engine: AsyncEngine, producer: KafkaClient[AIOKafkaProducer], topic: str
+        self,
+        engine: AsyncEngine,
+        producer: KafkaClient[AIOKafkaProducer],
+        topic: str,
+        *,
+        timeout: float = 10.0,
     ) -> None:
         self._engine = engine
         self._producer = producer
         self._topic = topic
+        self._timeout = timeout
 
     async def publish(self, rows: Sequence[Mapping[str, Any]], *, zones: Mapping[str, str]) -> None:
+        """The new versions are committed already: broker trouble leaves their history rows
+        unmarked, and the background round publishes them again later (`unpublished`). It
+        never fails the request or the rerating task that committed them."""
         if not rows:
             return
-        producer = await self._producer.get()
-        acks = []
-        for row in rows:
-            event = rated_event(row, timezone=zones[row["database_id"]])
-            acks.append(
-                await producer.send(
-                    self._topic,
-                    value=event.model_dump_json().encode(),
-                    key=row["database_id"].encode(),
-                )
+        try:
+            async with asyncio.timeout(self._timeout):
+                producer = await self._producer.get()
+                acks = []
+                for row in rows:
+                    event = rated_event(row, timezone=zones[row["database_id"]])
+                    acks.append(
+                        await producer.send(
+                            self._topic,
+                            value=event.model_dump_json().encode(),
+                            key=row["database_id"].encode(),
+                        )
+                    )
+                await asyncio.gather(*acks)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            log.warning(
+                "publishing %d re-rated records failed, published again later: %r", len(rows), exc
             )
-        await asyncio.gather(*acks)
+            return
         async with self._engine.begin() as conn:
             await sql.mark_published(conn, versions=[(r["cdr_id"], r["revision"]) for r in rows])
 
