@@ -4,6 +4,7 @@ deck change is seen by every replica on its next batch (each replica has its own
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,7 +15,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_rater.consumer import RatingHandler
-from cdr_rater.plans import PlanCache
+from cdr_rater.plans import RELOADS, PlanCache
 from cdrmodel.kafka import RATED, SUBMITTED, topic_name
 from tests.conftest import Infra
 from tests.helpers import unique_id
@@ -139,3 +140,21 @@ async def test_an_unchanged_tenant_is_not_reloaded_and_a_deleted_one_is_dropped(
     async with engine.connect() as conn:
         assert await cache.configs(conn, [database_id]) == {}
     assert len(cache) == 0
+
+
+async def test_concurrent_callers_share_one_load_of_a_tenant(
+    engine: AsyncEngine, db: asyncpg.Connection
+) -> None:
+    # The consumer, re-rating and quotes share one cache: callers that arrive while a
+    # tenant loads wait for that load instead of holding a second copy of its deck.
+    database_id = await _priced_tenant(db, "0.06")
+    cache = PlanCache()
+    before = RELOADS._value.get()
+
+    async def one() -> object:
+        async with engine.connect() as conn:
+            return (await cache.configs(conn, [database_id]))[database_id]
+
+    configs = await asyncio.gather(*(one() for _ in range(5)))
+    assert RELOADS._value.get() - before == 1
+    assert all(c is configs[0] for c in configs)

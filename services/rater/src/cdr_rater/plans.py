@@ -13,6 +13,7 @@ makes the cached copy newer than its recorded version, never older: the next bat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -46,6 +47,9 @@ class PlanCache:
 
     def __init__(self) -> None:
         self._tenants: dict[str, TenantConfig] = {}
+        # One load of a tenant at a time: the consumer, re-rating and quotes share the cache,
+        # and callers arriving during a reload wait for it rather than load the deck again.
+        self._loading: dict[str, asyncio.Lock] = {}
 
     def __len__(self) -> int:
         return len(self._tenants)
@@ -65,7 +69,11 @@ class PlanCache:
             current = self._tenants.get(database_id)
             if current is None or current.version != version:
                 current = None  # no reference kept: the old plan can go before the new loads
-                current = await self._load(conn, database_id, version)
+                async with self._loading.setdefault(database_id, asyncio.Lock()):
+                    current = self._tenants.get(database_id)
+                    if current is None or current.version < version:
+                        current = None
+                        current = await self._load(conn, database_id, version)
                 if current is None:  # deleted since the version query
                     continue
             out[database_id] = current
