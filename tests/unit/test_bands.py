@@ -239,3 +239,15 @@ def test_a_bad_band_is_a_deck_line_error_naming_the_line() -> None:
 def test_unknown_zone_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unknown time zone"):
         zone_of("Mars/Olympus_Mons")
+
+
+def test_overlapping_bands_of_one_width_match_the_same_line_in_any_order() -> None:
+    # Equal width, equal effective_from: the line must not depend on the order the database
+    # returned the deck in (replicas, reloads and quotes would price one call differently).
+    weekdays = RateLine("1212", D("0.01"), destination="a", time_band=bands.parse("mon-fri"))
+    shifted = RateLine("1212", D("0.02"), destination="b", time_band=bands.parse("tue-sat"))
+    tuesday = datetime(2026, 1, 13, 15, 0, tzinfo=UTC)
+    first = price([weekdays, shifted], tuesday)
+    second = price([shifted, weekdays], tuesday)
+    assert first is not None and second is not None
+    assert first.destination == second.destination

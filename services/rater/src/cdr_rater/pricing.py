@@ -48,12 +48,16 @@ class RateLine:
         return self.effective_to is None or at < self.effective_to
 
 
-def _precedence(line: RateLine) -> tuple[bool, int, float]:
+def _precedence(line: RateLine) -> tuple[bool, int, float, str]:
     """Among lines of one prefix: a banded line before an unbanded one, a narrower band before
-    a wider one, then the latest effective_from (an open start is the oldest)."""
+    a wider one, then the latest effective_from (an open start is the oldest), and last the
+    band's spelling, so two overlapping bands of one width never leave the choice to the
+    order the database returned the lines in (replicas, reloads and quotes agree)."""
     band = line.time_band
     start = float("-inf") if line.effective_from is None else line.effective_from.timestamp()
-    return (band is not None, -band.minutes if band is not None else 0, start)
+    if band is None:
+        return (False, 0, start, "")
+    return (True, -band.minutes, start, band.text)
 
 
 class RateDeck:
