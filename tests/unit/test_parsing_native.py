@@ -18,7 +18,7 @@ from cdr_ingest.parsing import (
     Refused,
     parse_native,
 )
-from cdr_ingest.parsing.common import make_event
+from cdr_ingest.parsing.common import EXTRA_INVALID, MAX_EXTRA_BYTES, make_event
 from cdrmodel.errors import CdrError
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.principals import Principal
@@ -336,3 +336,13 @@ def test_any_json_value_gives_results_or_a_clear_error(value: object, ndjson: bo
             assert 50400 <= r.code < 50500 and r.message
         else:
             CdrSubmitted.model_validate(r.event.model_dump())
+
+
+def test_an_extra_too_large_for_one_kafka_record_is_refused_with_its_code() -> None:
+    # Without a bound, a record of 2 MiB of extra passed every check and the broker refused
+    # it as too large: answered 50503 ("retry later") on every retry, forever.
+    big = one({**GOOD, "extra": {"blob": "x" * (MAX_EXTRA_BYTES + 1)}})
+    assert isinstance(big, Refused) and big.code == EXTRA_INVALID
+    assert f"the limit is {MAX_EXTRA_BYTES} bytes" in big.message
+    fits = one({**GOOD, "extra": {"blob": "x" * (MAX_EXTRA_BYTES - 100)}})
+    assert isinstance(fits, Parsed)

@@ -29,6 +29,8 @@ from cdrmodel.timeutil import aware
 
 MAX_RECORDS = 10_000
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# Far below a broker's default largest record (1 MB) with every other field at its limit.
+MAX_EXTRA_BYTES = 64 * 1024
 
 # Codes beyond the contract's table (it names 50411-50416 for the seed-000 fields); each
 # names one field or one kind of unreadable record, listed in docs/ingest.md.
@@ -134,8 +136,18 @@ def ring_seconds(value: object, name: str = "ring_seconds") -> int | None:
 
 def check_extra(extra: dict[str, Any]) -> dict[str, Any]:
     """`extra` is stored as JSONB, which holds no NUL in any string; refuse it here, not as
-    a rejected event after the PBX was told 0."""
-    if extra and b"\\u0000" in orjson.dumps(extra):
+    a rejected event after the PBX was told 0. Its size is bounded too: one event is one
+    Kafka record, and a record the broker refuses as too large would be answered 50503
+    ("retry later") on every retry."""
+    if not extra:
+        return extra
+    encoded = orjson.dumps(extra)
+    if len(encoded) > MAX_EXTRA_BYTES:
+        raise Rejected(
+            f"extra is {len(encoded)} bytes as JSON; the limit is {MAX_EXTRA_BYTES} bytes",
+            code=EXTRA_INVALID,
+        )
+    if b"\\u0000" in encoded:
         raise Rejected("extra contains a NUL character", code=EXTRA_INVALID)
     return extra
 
