@@ -7,6 +7,9 @@ A body that cannot be taken at all raises a `CdrError` subclass the route render
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,6 +105,23 @@ def check_record_count(count: int) -> None:
         raise BodyTooLarge(f"body holds {count} records; the limit is {MAX_RECORDS:,} a request")
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic collection while a batch is built. A 10,000-record body allocates ~100,000
+    containers, none of them garbage, so the collector's generation-2 passes over the whole
+    heap cost more than the parsing (120 ms of a 200 ms batch in bench/parse_micro.py).
+    Plain refcounting still frees everything; the next allocation after resuming collects.
+    Synchronous code only: no other task runs while it is paused."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def text(value: object, *, limit: int, code: int, name: str, required: bool) -> str | None:
     """A text field from JSON: a string, or an integer written as one (numbers sent as JSON
     numbers are common and lossless); anything else is the field's code."""
@@ -110,6 +130,14 @@ def text(value: object, *, limit: int, code: int, name: str, required: bool) -> 
     elif value is not None and not isinstance(value, str):
         raise Rejected(f"{name} must be a string", code=code)
     return bounded(value, limit=limit, code=code, name=name, required=required)
+
+
+def plain_text(value: object, limit: int) -> str | None:
+    """`value` when it is a string `text` takes unchanged (non-empty, within `limit`,
+    printable), else None: the fast path's test, which leaves every refusal to `text`."""
+    if type(value) is str and 0 < len(value) <= limit and value.isprintable():
+        return value
+    return None
 
 
 def account_code(value: object) -> str | None:
