@@ -17,12 +17,14 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from cdr_ingest.batch_routes import _answers, to_submit
 from cdr_ingest.dedupe import KIND_EXTERNAL_ID, Outcome, _digest, key_for
 from cdr_ingest.parsing import Parsed, ParseResult, Refused, gc_paused, parse_native
 from cdr_ingest.parsing.native import _well_formed, parse_record
 from cdr_ingest.service import ACCEPTED, DUPLICATE
+from cdrmodel.events import CdrSubmitted
 from cdrmodel.principals import Principal
 
 TORONTO = Principal("DB", "ACC", "", None, None, "America/Toronto", "CA", "CAD")
@@ -205,3 +207,20 @@ def test_answers_follow_the_body_order_and_count_each_code() -> None:
         },
     ]
     assert counts == {0: 1, refused.code: 1, DUPLICATE: 1}
+
+
+def test_events_share_one_fields_set_that_pydantic_never_changes() -> None:
+    body = b"\n".join(orjson.dumps({**PLAIN, "external_id": f"c{n}"}) for n in range(2))
+    first, second = parse_native(
+        body, content_type="application/x-ndjson", principal=TORONTO, now=NOW
+    )
+    assert isinstance(first, Parsed) and isinstance(second, Parsed)
+    shared = first.event.model_fields_set
+    assert shared is second.event.model_fields_set
+    assert shared == set(CdrSubmitted.model_fields)
+    copied = first.event.model_copy(update={"cdr_id": uuid.uuid4()})
+    assert copied.model_fields_set is not shared
+    with pytest.raises(ValidationError):
+        first.event.duration = 5  # type: ignore[misc]  # frozen: no setattr adds to the set
+    assert shared == set(CdrSubmitted.model_fields)
+    assert CdrSubmitted.model_validate(first.event.model_dump()) == first.event
