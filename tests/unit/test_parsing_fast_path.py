@@ -24,7 +24,7 @@ from cdr_ingest.dedupe import KIND_EXTERNAL_ID, Outcome, _digest, key_for
 from cdr_ingest.parsing import Parsed, ParseResult, Refused, gc_paused, parse_native
 from cdr_ingest.parsing.native import _well_formed, parse_record
 from cdr_ingest.service import ACCEPTED, DUPLICATE
-from cdrmodel.events import CdrSubmitted
+from cdrmodel.events import CdrSubmitted, new_cdr_id
 from cdrmodel.principals import Principal
 
 TORONTO = Principal("DB", "ACC", "", None, None, "America/Toronto", "CA", "CAD")
@@ -224,3 +224,11 @@ def test_events_share_one_fields_set_that_pydantic_never_changes() -> None:
         first.event.duration = 5  # type: ignore[misc]  # frozen: no setattr adds to the set
     assert shared == set(CdrSubmitted.model_fields)
     assert CdrSubmitted.model_validate(first.event.model_dump()) == first.event
+
+
+def test_new_cdr_ids_are_plain_stdlib_uuid7s_in_order() -> None:
+    ids = [new_cdr_id() for _ in range(1000)]
+    assert all(type(i) is uuid.UUID and i.version == 7 for i in ids)
+    assert all(i == uuid.UUID(str(i)) == uuid.UUID(bytes=i.bytes) for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert orjson.loads(orjson.dumps({"id": ids[0]})) == {"id": str(ids[0])}
