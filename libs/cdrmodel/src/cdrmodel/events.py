@@ -14,9 +14,18 @@ def new_cdr_id() -> uuid.UUID:
     """A UUIDv7 (time-ordered): ids of one tenant sort roughly by arrival.
 
     uuid-utils makes it (monotonic within a millisecond); pydantic and asyncpg want the
-    stdlib type, so it is converted here once.
+    stdlib type, so it is converted here once, filling the two slots `uuid.UUID(int=...)`
+    would after checks an int from uuid-utils always passes (half the cost; a batch makes
+    10,000 of these).
     """
-    return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
+    made = _new_uuid(uuid.UUID)
+    _set_slot(made, "int", uuid_utils.uuid7().int)
+    _set_slot(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
+
+
+_new_uuid = object.__new__
+_set_slot = object.__setattr__
 
 
 class CdrSubmitted(BaseModel):

@@ -31,6 +31,7 @@ from cdr_ingest.parsing import (
     Parsed,
     ParseResult,
     Refused,
+    gc_paused,
     parse_asterisk,
     parse_freeswitch,
     parse_native,
@@ -39,6 +40,7 @@ from cdr_ingest.parsing import (
 from cdr_ingest.routes import SUBMISSIONS
 from cdr_ingest.service import ACCEPTED, DAILY_LIMIT, DUPLICATE, UNAVAILABLE
 from cdrmodel.errors import error_responses
+from cdrmodel.events import CdrSubmitted
 from cdrmodel.principals import DB_UNKNOWN, AuthError, Principal, split_login
 
 router = APIRouter(tags=["submit"])
@@ -152,20 +154,20 @@ async def _submit(request: Request, endpoint: str, parse: Parser) -> Response:
     body = await _read_body(request)
     now = state.clock()
     results = parse(body, principal, now)
-    parsed = [(i, r) for i, r in enumerate(results) if isinstance(r, Parsed)]
+    events, keys = to_submit(results)
     outcomes: list[Outcome] = []
-    if parsed:
+    if events:
         outcomes = await state.submitter.submit(
             database_id=principal.database_id,
             api_account=principal.api_account_id,
             timezone=principal.timezone,
             daily_limit=principal.daily_limit,
-            events=[r.event for _, r in parsed],
-            keys=[dedupe_key(r) for _, r in parsed],
+            events=events,
+            keys=keys,
             now=now,
         )
-    answers = _answers(results, parsed, outcomes)
-    for code, n in Counter(a["code"] for a in answers).items():
+    answers, counts = _answers(results, outcomes)
+    for code, n in counts.items():
         SUBMISSIONS.labels(endpoint, str(code)).inc(n)
     if outcomes and all(o.code == UNAVAILABLE for o in outcomes):
         # Nothing of the request was taken: one answer a client's retry logic understands.
@@ -174,21 +176,41 @@ async def _submit(request: Request, endpoint: str, parse: Parser) -> Response:
     return _json(200, {"accepted": accepted, "results": answers})
 
 
+def to_submit(results: list[ParseResult]) -> tuple[list[CdrSubmitted], list[DedupeKey | None]]:
+    """The parsed records' events and dedupe keys, in order, in one pass."""
+    events: list[CdrSubmitted] = []
+    keys: list[DedupeKey | None] = []
+    with gc_paused():
+        for result in results:
+            if type(result) is Parsed:
+                events.append(result.event)
+                keys.append(dedupe_key(result))
+    return events, keys
+
+
 def _answers(
-    results: list[ParseResult], parsed: list[tuple[int, Parsed]], outcomes: list[Outcome]
-) -> list[dict[str, Any]]:
-    decided = {i: o for (i, _), o in zip(parsed, outcomes, strict=True)}
+    results: list[ParseResult], outcomes: list[Outcome]
+) -> tuple[list[dict[str, Any]], Counter[int]]:
+    """One answer per record in the body's order (the parsed records take their outcomes in
+    turn), and how many answers carry each code."""
+    decided = iter(outcomes)
     answers: list[dict[str, Any]] = []
-    for i, result in enumerate(results):
-        if isinstance(result, Refused):
-            answers.append({"index": i, "code": result.code, "id": None, "message": result.message})
-            continue
-        outcome = decided[i]
-        answer: dict[str, Any] = {"index": i, "code": outcome.code, "id": outcome.cdr_id}
-        if outcome.code != ACCEPTED:
-            answer["message"] = _OUTCOME_MESSAGES.get(outcome.code, "not accepted")
-        answers.append(answer)
-    return answers
+    append = answers.append
+    counts: Counter[int] = Counter()
+    with gc_paused():
+        for i, result in enumerate(results):
+            if type(result) is Refused:
+                append({"index": i, "code": result.code, "id": None, "message": result.message})
+                counts[result.code] += 1
+                continue
+            code, cdr_id = next(decided)
+            if code == ACCEPTED:
+                append({"index": i, "code": code, "id": cdr_id})
+            else:
+                message = _OUTCOME_MESSAGES.get(code, "not accepted")
+                append({"index": i, "code": code, "id": cdr_id, "message": message})
+            counts[code] += 1
+    return answers, counts
 
 
 def _documented(summary: str, description: str, content: dict[str, Any]) -> dict[str, Any]:

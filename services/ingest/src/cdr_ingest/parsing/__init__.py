@@ -14,6 +14,7 @@ from cdr_ingest.parsing.common import (
     Parsed,
     ParseResult,
     Refused,
+    gc_paused,
 )
 from cdr_ingest.parsing.freeswitch import parse_freeswitch
 from cdr_ingest.parsing.native import is_ndjson, parse_native
@@ -27,6 +28,7 @@ __all__ = [
     "ParseResult",
     "Parsed",
     "Refused",
+    "gc_paused",
     "is_ndjson",
     "parse_asterisk",
     "parse_freeswitch",

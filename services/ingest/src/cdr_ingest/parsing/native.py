@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -22,18 +22,22 @@ from cdr_ingest.parsing.common import (
     check_extra,
     check_record_count,
     epoch_start,
+    gc_paused,
     make_event,
     pbx_id,
+    plain_text,
     ring_seconds,
     start_fields,
     text,
 )
 from cdr_ingest.service import (
+    ACCOUNT_CODE_LIMIT,
     DESTINATION_INVALID,
     DESTINATION_LIMIT,
     DISPOSITIONS,
     EXTERNAL_ID_INVALID,
     EXTERNAL_ID_LIMIT,
+    MAX_DURATION,
     ORIGIN_INVALID,
     ORIGIN_LIMIT,
     Rejected,
@@ -43,6 +47,7 @@ from cdr_ingest.service import (
 )
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.principals import Principal
+from cdrmodel.timeutil import aware
 
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
@@ -114,22 +119,101 @@ def parse_native(
     records = value if isinstance(value, list) else [value]
     check_record_count(len(records))
     tz = principal.timezone
-    return [parse_record(r, principal=principal, now=now, timezone=tz) for r in records]
+    with gc_paused():
+        return [_parse_one(r, principal, now, tz) for r in records]
 
 
 def _parse_ndjson(body: bytes, *, principal: Principal, now: datetime) -> list[ParseResult]:
     lines = [line for line in body.split(b"\n") if line.strip()]
     check_record_count(len(lines))
     results: list[ParseResult] = []
+    append = results.append
+    loads = orjson.loads
     tz = principal.timezone
-    for number, line in enumerate(lines, start=1):
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            results.append(Refused(NOT_AN_OBJECT, f"record {number} is not JSON: {exc}"))
-            continue
-        results.append(parse_record(value, principal=principal, now=now, timezone=tz))
+    with gc_paused():
+        for number, line in enumerate(lines, start=1):
+            try:
+                value = loads(line)
+            except orjson.JSONDecodeError as exc:
+                append(Refused(NOT_AN_OBJECT, f"record {number} is not JSON: {exc}"))
+                continue
+            append(_parse_one(value, principal, now, tz))
     return results
+
+
+def _parse_one(record: object, principal: Principal, now: datetime, timezone: str) -> ParseResult:
+    """The fast path for a well-formed contract record, else `parse_record`."""
+    if type(record) is dict and "originating_number" in record:
+        parsed = _well_formed(record, principal, now, timezone)
+        if parsed is not None:
+            return parsed
+    return parse_record(record, principal=principal, now=now, timezone=timezone)
+
+
+def _well_formed(
+    record: dict[str, Any], principal: Principal, now: datetime, timezone: str
+) -> Parsed | None:
+    """A contract record whose every field is already in its plain form (strings within
+    their limits, whole seconds as ints, ISO start time, no extra), checked in one pass:
+    ~3x cheaper than the general rules. None for anything else, which `parse_record` then
+    reads with the same code and message it always gave; this path never refuses."""
+    if not record.keys() <= CONTRACT_FIELDS or record.get("extra") is not None:
+        return None
+    get = record.get
+    origin = plain_text(get("originating_number"), ORIGIN_LIMIT)
+    target = plain_text(get("destination_number"), DESTINATION_LIMIT)
+    duration = get("duration")
+    if origin is None or target is None or type(duration) is not int:
+        return None
+    if not 0 <= duration <= MAX_DURATION:
+        return None
+    code = get("account_code")
+    external_id = get("external_id")
+    ring = get("ring_seconds")
+    disposition = get("disposition")
+    direction = get("direction")
+    if (
+        (code is not None and plain_text(code, ACCOUNT_CODE_LIMIT) is None)
+        or (external_id is not None and plain_text(external_id, EXTERNAL_ID_LIMIT) is None)
+        or (ring is not None and (type(ring) is not int or not 0 <= ring <= MAX_DURATION))
+        or (direction is not None and direction not in DIRECTIONS)
+    ):
+        return None
+    if disposition is None:
+        disposition = default_disposition(duration)
+    elif disposition not in DISPOSITIONS:
+        return None
+    raw = get("start_time")
+    if raw is None:
+        start: datetime | None = now - timedelta(seconds=duration)
+        start_raw = None
+    elif type(raw) is str and raw and not raw[0].isspace() and not raw[-1].isspace():
+        if raw.isdigit():
+            return None  # epoch seconds as a string: the general path
+        try:
+            read = datetime.fromisoformat(raw)
+        except ValueError:
+            return None  # the seed-000 forms (or unreadable): the general path
+        start, start_raw = start_fields(aware(read, timezone), raw, duration=duration, now=now)
+    else:
+        return None
+    event = make_event(
+        principal,
+        now=now,
+        source="api",
+        originating_number=origin,
+        destination_number=target,
+        duration=duration,
+        start_time=start,
+        start_time_raw=start_raw,
+        disposition=disposition,
+        ring_seconds=ring,
+        direction=direction,
+        account_code=code,
+        external_id=external_id,
+        extra={},
+    )
+    return Parsed(event, start_given=raw is not None)
 
 
 def parse_record(
