@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint bench clean help
+.PHONY: install run test test-fast fuzz lint bench clean help
 
 help:
 	@echo "make run    - start ingest :8081, rater :8082, notifier :8083 on embedded PostgreSQL + Tansu"
 	@echo "make test   - lint and run every test (unit, integration, end-to-end, crash)"
 	@echo "make bench  - measure throughput, write docs/benchmarks.md"
+	@echo "make fuzz   - the fuzz tier ten times deeper than make test draws it"
 	@echo "make lint   - ruff, mypy and the import-linter contracts"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -32,6 +33,9 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-report=json
 	$(BIN)/python tests/coverage_floor.py coverage.json
+
+fuzz: $(STAMP)
+	CDRFLOW_FUZZ_EXAMPLES=300 $(BIN)/pytest tests/fuzz
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"

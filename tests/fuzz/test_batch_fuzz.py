@@ -30,6 +30,7 @@ from cdr_ingest.settings import IngestSettings
 from cdr_rater.app import create_app as create_rater
 from cdr_rater.settings import RaterSettings
 from tests.conftest import Infra
+from tests.fuzz.depth import EXAMPLES
 from tests.helpers import Tenant, create_tenant
 
 T = TypeVar("T")
@@ -70,7 +71,7 @@ COMPAT_NAMES = [
     "ExternalID",
 ]
 FUZZ = settings(
-    max_examples=120,
+    max_examples=EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,

@@ -35,6 +35,7 @@ from cdr_rater.app import create_app as create_rater
 from cdr_rater.settings import RaterSettings
 from cdrmodel.db import asyncpg_dsn
 from tests.conftest import Infra
+from tests.fuzz.depth import EXAMPLES
 from tests.helpers import ADMIN_TOKEN
 
 T = TypeVar("T")
@@ -49,10 +50,11 @@ pytestmark = pytest.mark.filterwarnings(
 
 NAMESPACE = "fuzz."
 SEED = 20261123
-# Per operation and phase. The whole module takes ~55 s on two shared cores; against the rater
-# of before the edge validation it finds the daily_limit and NUL-in-body 500s at this setting
-# (the NUL-in-?query= one needs more; tests/fuzz/test_edge_validation.py pins all three).
-MAX_EXAMPLES = 120
+# Per operation and phase (tests/fuzz/depth.py). At 120 the module took ~55 s on two shared
+# cores when the services had half today's operations; against the rater of before the edge
+# validation it found the daily_limit and NUL-in-body 500s (tests/fuzz/test_edge_validation.py
+# pins all three findings, whatever the depth).
+MAX_EXAMPLES = EXAMPLES
 CHECKS = [
     "not_a_server_error",
     "status_code_conformance",

@@ -73,6 +73,8 @@ class Pipeline:
     namespace: str
     # The settings every app of this pipeline shares: a test adds an app of its own with them.
     common: dict[str, Any]
+    # What each app's lifespan yielded (e.g. states["rater"]["rater"]: its RaterState).
+    states: dict[str, dict[str, Any]]
 
     async def tenant(self, *, timezone: str = "UTC") -> Tenant:
         return await create_tenant(self.rater, timezone=timezone)
@@ -174,10 +176,12 @@ async def run_pipeline(
     try:
         async with AsyncExitStack() as stack:
             clients: dict[str, httpx.AsyncClient] = {}
+            states: dict[str, dict[str, Any]] = {}
             for service, app in apps.items():
                 manager = await stack.enter_async_context(
                     LifespanManager(app, startup_timeout=60, shutdown_timeout=60)
                 )
+                states[service] = lifespan_state(manager)
                 clients[service] = await stack.enter_async_context(
                     httpx.AsyncClient(
                         transport=httpx.ASGITransport(app=manager.app),
@@ -199,9 +203,16 @@ async def run_pipeline(
                 database_url=infra.pg.url(name),
                 namespace=namespace,
                 common=common,
+                states=states,
             )
     finally:
         await _admin_sql(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def lifespan_state(manager: LifespanManager) -> dict[str, Any]:
+    """The state the app's lifespan yielded: asgi-lifespan keeps it for the requests it
+    hands the app (it has no public accessor)."""
+    return manager._state
 
 
 PipelineFactory = Callable[..., AbstractAsyncContextManager[Pipeline]]

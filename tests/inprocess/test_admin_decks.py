@@ -198,9 +198,8 @@ async def test_a_100k_line_deck_loads_within_the_deadline(
     assert resp.status_code == 200, resp.text
     assert resp.json()["lines"] == 100_000
     print(f"\n100,000-line deck replaced in {took:.2f} s")  # the figure for the report
-    # Under 5 s on an idle two-core machine; 28 s was seen inside a full `make test` on a
-    # loaded machine, so the deadline here only catches a load gone pathological.
-    assert took < 45
+    # About 3 s on an idle two-core machine (the target is 5 s); generous for loaded runners.
+    assert took < 15
     (count,) = await pipeline.sql(
         "SELECT count(*), sum(rate) FROM rate_line WHERE database_id = $1 AND deck_id = $2",
         tenant.database_id,
@@ -211,30 +210,40 @@ async def test_a_100k_line_deck_loads_within_the_deadline(
 
 
 async def test_rating_goes_on_while_a_large_deck_loads(pipeline: Pipeline, tenant: Tenant) -> None:
-    """The upload is parsed in a worker thread: a call submitted while it loads is priced
-    within a short deadline, instead of waiting for the deck's second or two of CPU."""
+    """The upload is parsed in another process: a call submitted while it loads is priced
+    about as fast as one submitted with no upload going on (measured first, in this test), not
+    after the deck's seconds of CPU."""
     await pipeline.rater.put(
         f"/v1/admin/tenants/{tenant.database_id}/packages/big", json={"name": "big"}, headers=AUTH
     )
+
+    async def rated_after(external_id: str) -> tuple[float, dict[str, object]]:
+        submitted = time.perf_counter()
+        assert await pipeline.submit(tenant, ExternalID=external_id) == "0"
+
+        async def stored() -> list[dict[str, object]]:
+            return [r for r in await pipeline.stored(tenant) if r["external_id"] == external_id]
+
+        (record,) = await wait_for(stored, timeout=10, what=f"record {external_id} rated")
+        return time.perf_counter() - submitted, record
+
+    baseline, _ = await rated_after("before-upload")
     body = _big_deck(200_000)
     upload = asyncio.create_task(
         pipeline.rater.put(_deck_url(tenant, "big"), content=body, headers=CSV)
     )
-    submitted = time.perf_counter()
-    assert await pipeline.submit(tenant, ExternalID="during-upload") == "0"
-    (record,) = await wait_for(
-        lambda: pipeline.stored(tenant), timeout=10, what="the record rated during the upload"
-    )
-    latency = time.perf_counter() - submitted
-    # About 1 s (the pipeline's own latency) on two loaded cores; parsed in a thread of this
-    # process, the GIL made it 3.5 s, and on the event loop it waits for the whole parse.
-    # 5.2 s was seen once inside a full `make test` on a loaded machine (1.0 s alone).
-    assert latency < 4.0, f"rated {latency:.2f} s after submission"
+    latency, record = await rated_after("during-upload")
+    # Parsed in a thread of this process, the GIL added about 2.5 s; on the event loop, the
+    # record waits for the whole parse.
+    assert latency < baseline + 1.5, f"rated {latency:.2f} s after submission ({baseline:.2f})"
     assert record["rated"] is True and record["total"] == "0.03000000"
     assert not upload.done(), "the deck finished before the record: nothing was overlapped"
     resp = await upload
     assert resp.status_code == 200 and resp.json()["lines"] == 200_000
-    print(f"\nrecord rated {latency:.2f} s after submission, during a 200,000-line upload")
+    print(
+        f"\nrecord rated {latency:.2f} s after submission during a 200,000-line upload, "
+        f"{baseline:.2f} s before it"
+    )
 
 
 async def test_json_numbers_stay_exact(pipeline: Pipeline, tenant: Tenant) -> None:

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_rater.consumer import RatingHandler
-from cdr_rater.plans import RELOADS, PlanCache
+from cdr_rater.plans import RELOADS, PlanCache, TenantConfig
 from cdrmodel.kafka import RATED, SUBMITTED, topic_name
 from tests.conftest import Infra
 from tests.helpers import unique_id
@@ -54,9 +54,15 @@ async def _set_rate(db: asyncpg.Connection, database_id: str, rate: str) -> None
             database_id,
             Decimal(rate),
         )
-        await db.execute(
-            "UPDATE tenant SET config_version = config_version + 1 WHERE database_id = $1",
+        version = await db.fetchval(
+            "UPDATE tenant SET config_version = config_version + 1 WHERE database_id = $1"
+            " RETURNING config_version",
             database_id,
+        )
+        await db.execute(
+            "UPDATE package SET deck_version = $2 WHERE database_id = $1 AND package_id = 'P'",
+            database_id,
+            version,
         )
 
 
@@ -158,3 +164,47 @@ async def test_concurrent_callers_share_one_load_of_a_tenant(
     configs = await asyncio.gather(*(one() for _ in range(5)))
     assert RELOADS._value.get() - before == 1
     assert all(c is configs[0] for c in configs)
+
+
+async def test_a_reload_reads_again_only_the_decks_that_changed(
+    engine: AsyncEngine, db: asyncpg.Connection
+) -> None:
+    # A second package Q with its own deck; an extension added, then P's deck replaced.
+    database_id = await _priced_tenant(db, "0.06")
+    await db.execute("INSERT INTO package (database_id, package_id) VALUES ($1, 'Q')", database_id)
+    await db.execute(
+        "INSERT INTO rate_line (database_id, deck_kind, deck_id, prefix, rate)"
+        " VALUES ($1, 'package', 'Q', '1', 0.5)",
+        database_id,
+    )
+    cache = PlanCache()
+
+    async def config() -> TenantConfig:
+        async with engine.connect() as conn:
+            return (await cache.configs(conn, [database_id]))[database_id]
+
+    first = await config()
+    decks = {name: first.plan.packages[name].deck for name in ("P", "Q")}
+    async with db.transaction():
+        await db.execute(
+            "INSERT INTO extension (database_id, extension, package_id) VALUES ($1, '100', 'Q')",
+            database_id,
+        )
+        await db.execute(
+            "UPDATE tenant SET config_version = config_version + 1 WHERE database_id = $1",
+            database_id,
+        )
+    second = await config()
+    assert second.version == first.version + 1
+    assert "100" in second.plan.extensions
+    assert {n: second.plan.packages[n].deck for n in decks} == decks  # the same objects
+
+    await _set_rate(db, database_id, "0.12")
+    third = await config()
+    assert third.plan.packages["Q"].deck is decks["Q"]
+    assert third.plan.packages["P"].deck is not decks["P"]
+    now = datetime.now(UTC)
+    line = third.plan.packages["P"].deck.match("16135550000", now)
+    assert line is not None and line.rate == Decimal("0.12")
+    line = third.plan.packages["Q"].deck.match("16135550000", now)
+    assert line is not None and line.rate == Decimal("0.5")

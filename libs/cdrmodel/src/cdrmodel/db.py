@@ -84,6 +84,9 @@ package = Table(
     Column("package_id", Text, nullable=False),
     Column("name", Text, nullable=False, server_default=""),
     Column("route_id", Text, nullable=True),
+    # The tenant's config_version when this package's sell deck was last replaced: a rater
+    # reloading the tenant reads again only the decks whose version moved (cdr_rater.plans).
+    Column("deck_version", BigInteger, nullable=False, server_default="0"),
     _ts("created_at"),
     _ts("updated_at"),
     PrimaryKeyConstraint("database_id", "package_id"),
@@ -96,6 +99,7 @@ route = Table(
     Column("database_id", Text, nullable=False),
     Column("route_id", Text, nullable=False),
     Column("name", Text, nullable=False, server_default=""),
+    Column("deck_version", BigInteger, nullable=False, server_default="0"),  # as package's
     _ts("created_at"),
     _ts("updated_at"),
     PrimaryKeyConstraint("database_id", "route_id"),

@@ -91,7 +91,11 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         log.info("rater ready on %s:%s", settings.host, settings.port)
         try:
             state = RaterState(
-                engine=engine, directory=PrincipalDirectory(engine), rerater=rerater, plans=plans
+                engine=engine,
+                directory=PrincipalDirectory(engine),
+                rerater=rerater,
+                plans=plans,
+                consumer=consumer,
             )
             yield {"ops": ops, "rater": state}
         finally:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, TypedDict
 
+from aiokafka import AIOKafkaConsumer
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_rater.plans import PlanCache
 from cdr_rater.rerate import Rerater
+from cdrmodel.kafka import KafkaClient
 from cdrmodel.principals import Principal, PrincipalDirectory, basic_credentials, split_login
 from cdrmodel.web import OpsState
 
@@ -22,6 +24,8 @@ class RaterState:
     rerater: Rerater
     # The process's cached tenant plans: quotes price with what live rating uses.
     plans: PlanCache
+    # The consumer of cdr.submitted.v1 (its assignment: the partitions this replica rates).
+    consumer: KafkaClient[AIOKafkaConsumer]
 
 
 class RaterLifespanState(TypedDict):

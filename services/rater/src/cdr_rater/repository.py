@@ -9,14 +9,14 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, Text, any_, bindparam, select
+from sqlalchemy import Row, Text, any_, bindparam, select, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cdr_rater import bands
 from cdr_rater.pricing import Extension, Package, RateDeck, RateLine, TenantPlan
-from cdrmodel.db import api_account, cdr, extension, package, rate_line, tenant
+from cdrmodel.db import api_account, cdr, extension, package, rate_line, route, tenant
 
 _TEXTS = ARRAY(Text)
 _UUIDS = ARRAY(UUID(as_uuid=True))
@@ -48,21 +48,53 @@ async def _defaults(conn: AsyncConnection, database_id: str) -> dict[str, str | 
     return {r.api_account_id: r.default_package for r in rows}
 
 
-async def _assemble(
-    conn: AsyncConnection, database_id: str, lines: dict[tuple[str, str], list[RateLine]]
-) -> tuple[dict[str, Package], dict[str, RateDeck]]:
-    """Every package of the tenant with its sell deck, and the route decks, from lines grouped
-    by (deck_kind, deck_id); each deck's prefix index is built here, once."""
-    packages = {
-        r.package_id: Package(r.route_id, RateDeck(lines.get(("package", r.package_id), ())))
-        for r in await conn.execute(
-            select(package.c.package_id, package.c.route_id).where(
-                package.c.database_id == database_id
-            )
+DeckKey = tuple[str, str]  # (deck_kind, deck_id)
+# A tenant's decks as loaded: each with the deck_version of its owner row when it was read.
+Decks = dict[DeckKey, tuple[int, RateDeck]]
+
+
+async def _deck_owners(
+    conn: AsyncConnection, database_id: str
+) -> tuple[dict[str, str | None], dict[DeckKey, int]]:
+    """The tenant's packages (their route) and every deck's current version."""
+    packages: dict[str, str | None] = {}
+    versions: dict[DeckKey, int] = {}
+    for r in await conn.execute(
+        select(package.c.package_id, package.c.route_id, package.c.deck_version).where(
+            package.c.database_id == database_id
         )
-    }
-    routes = {deck_id: RateDeck(deck) for (kind, deck_id), deck in lines.items() if kind == "route"}
-    return packages, routes
+    ):
+        packages[r.package_id] = r.route_id
+        versions[("package", r.package_id)] = r.deck_version
+    for route_id, version in await conn.execute(
+        select(route.c.route_id, route.c.deck_version).where(route.c.database_id == database_id)
+    ):
+        versions[("route", route_id)] = version
+    return packages, versions
+
+
+async def _read_decks(
+    conn: AsyncConnection, database_id: str, keys: set[DeckKey], *, every: bool
+) -> dict[DeckKey, RateDeck]:
+    """The decks `keys` name, their lines streamed in chunks so a large deck never sits in
+    memory twice (rows and lines); `every`: all of the tenant's decks, with no key filter."""
+    if not keys:
+        return {}
+    share = _Shared()
+    lines: dict[DeckKey, list[RateLine]] = {key: [] for key in keys}
+    stmt = select(rate_line).where(rate_line.c.database_id == database_id)
+    if not every:
+        stmt = stmt.where(tuple_(rate_line.c.deck_kind, rate_line.c.deck_id).in_(sorted(keys)))
+    result = await conn.stream(stmt.execution_options(yield_per=_CHUNK))
+    async for chunk in result.partitions():
+        for r in chunk:
+            found = lines.get((r.deck_kind, r.deck_id))
+            if found is not None:  # a line whose owner row is gone is no deck
+                found.append(_line(r, share))
+    decks = {}
+    for key in keys:  # each deck's prefix index is built here, once per deck version
+        decks[key] = RateDeck(lines.pop(key))
+    return decks
 
 
 def _line(r: Row[Any], share: Callable[[Any], Any]) -> RateLine:
@@ -163,32 +195,39 @@ class _Shared:
 
 
 async def load_tenant_config(
-    conn: AsyncConnection, *, database_id: str
-) -> tuple[dict[str, Any], TenantPlan, dict[str, str | None]] | None:
-    """Everything rating needs of one tenant: (tenant row, whole plan, accounts' default
-    packages), or None when the tenant does not exist. Deck lines are streamed in chunks
-    so a large deck never sits in memory twice (rows and lines)."""
+    conn: AsyncConnection, *, database_id: str, reuse: Decks | None = None
+) -> tuple[dict[str, Any], TenantPlan, Decks, dict[str, str | None]] | None:
+    """Everything rating needs of one tenant: (tenant row, whole plan, its decks, accounts'
+    default packages), or None when the tenant does not exist.
+
+    `reuse`: the decks of the copy loaded before. Those whose version is unchanged are kept
+    as they are (prefix index and all); the others are dropped from `reuse` before any line
+    is read, so an old deck and its replacement are never both held, and only the changed
+    decks are read again: an extension added, or one deck replaced among many, costs a few
+    small queries, not the whole tenant."""
     row = (await conn.execute(select(tenant).where(tenant.c.database_id == database_id))).first()
     if row is None:
         return None
     extensions = await _extensions(conn, database_id)
     defaults = await _defaults(conn, database_id)
-    share = _Shared()
-    lines: dict[tuple[str, str], list[RateLine]] = {}
-    result = await conn.stream(
-        select(rate_line)
-        .where(rate_line.c.database_id == database_id)
-        .execution_options(yield_per=_CHUNK)
-    )
-    async for chunk in result.partitions():
-        for r in chunk:
-            lines.setdefault((r.deck_kind, r.deck_id), []).append(_line(r, share))
-    packages, routes = await _assemble(conn, database_id, lines)
+    owners, versions = await _deck_owners(conn, database_id)
+    reuse = reuse if reuse is not None else {}
+    for key in list(reuse):
+        if reuse[key][0] != versions.get(key):
+            del reuse[key]
+    stale = {key for key in versions if key not in reuse}
+    read = await _read_decks(conn, database_id, stale, every=not reuse)
+    decks: Decks = {
+        key: reuse[key] if key in reuse else (versions[key], read[key]) for key in versions
+    }
     plan = TenantPlan(
         home_country=row.country,
         timezone=row.timezone,
         extensions=extensions,
-        packages=packages,
-        routes=routes,
+        packages={
+            package_id: Package(route_id, decks[("package", package_id)][1])
+            for package_id, route_id in owners.items()
+        },
+        routes={key[1]: deck for key, (_, deck) in decks.items() if key[0] == "route"},
     )
-    return dict(row._mapping), plan, defaults
+    return dict(row._mapping), plan, decks, defaults

@@ -38,18 +38,20 @@ async def upsert_tenant(conn: AsyncConnection, *, database_id: str, values: dict
     await conn.execute(stmt)
 
 
-async def changed_tenant(conn: AsyncConnection, database_id: str) -> None:
+async def changed_tenant(conn: AsyncConnection, database_id: str) -> int:
     """Bumps the tenant's config_version in the caller's transaction (raters reload what they
-    cache of it, re-rating looks again at its unrated records); NotFound without the tenant.
-    The row lock it takes also orders concurrent configuration changes of one tenant."""
-    found = await conn.scalar(
+    cache of it, re-rating looks again at its unrated records) and answers the new version;
+    NotFound without the tenant. The row lock it takes also orders concurrent configuration
+    changes of one tenant."""
+    version = await conn.scalar(
         update(tenant)
         .where(tenant.c.database_id == database_id)
         .values(config_version=tenant.c.config_version + 1)
-        .returning(tenant.c.database_id)
+        .returning(tenant.c.config_version)
     )
-    if found is None:
+    if version is None:
         raise NotFound(f"tenant {database_id!r} not found")
+    return int(version)
 
 
 async def upsert_api_account(
@@ -133,10 +135,14 @@ async def replace_deck(
 ) -> None:
     """Delete the deck's lines and COPY the new ones in (`copy`: `decks.copy_csv`); the
     caller's transaction makes it atomic (a rater sees the old deck or the new one)."""
-    await changed_tenant(conn, database_id)
+    version = await changed_tenant(conn, database_id)
     owner, owner_key = _deck_owner(kind)
+    # The deck's version moves with the tenant's: raters reload this deck, and only this one.
     exists = await conn.scalar(
-        select(owner_key).where(owner.c.database_id == database_id, owner_key == deck_id)
+        update(owner)
+        .where(owner.c.database_id == database_id, owner_key == deck_id)
+        .values(deck_version=version)
+        .returning(owner_key)
     )
     if exists is None:
         raise NotFound(f"{kind} {deck_id!r} not found in tenant {database_id!r}")
