@@ -191,7 +191,8 @@ class Receiver:
 
         app = web.Application()
         app.router.add_post("/hook", handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A stop does not wait out a CRM told to hang: its handlers are cancelled after 1 s.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

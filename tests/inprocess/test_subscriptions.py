@@ -69,6 +69,10 @@ async def test_invalid_subscriptions_are_422_or_404(pipeline: Pipeline, tenant: 
         ({"url": "http://127.0.0.1:9/", "format": "xml"}, "format:"),
         ({"url": "http://127.0.0.1:9/", "max_attempts": 0}, "max_attempts:"),
         ({"url": "http://127.0.0.1:9/", "filter": {"colour": ["red"]}}, "filter.colour:"),
+        # The method name goes into the XML as it is: a dotted name, nothing else.
+        ({"url": "http://127.0.0.1:9/", "xmlrpc_method": "a</methodName><x>"}, "xmlrpc_method:"),
+        ({"url": "http://127.0.0.1:9/", "xmlrpc_method": "cdr notify"}, "xmlrpc_method:"),
+        ({"url": "http://127.0.0.1:9/", "xmlrpc_method": ".cdr"}, "xmlrpc_method:"),
     ]
     for body, message in cases:
         resp = await pipeline.notifier.put(_url(tenant), json=body, headers=AUTH)

@@ -22,6 +22,20 @@ from cdrmodel.errors import Unprocessable
         ("::1", False),
         ("::ffff:127.0.0.1", False),
         ("fe80::1%eth0", False),
+        # IPv6 forms that carry an IPv4 address are judged by it: Python 3.11 before 3.11.10
+        # calls some of them global (CVE-2024-4032), and these machines run 3.11.7.
+        ("::ffff:10.0.0.1", False),  # IPv4-mapped
+        ("::127.0.0.1", False),  # IPv4-compatible (deprecated)
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64 prefix (RFC 8215)
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo, client 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
+        ("::ffff:8.8.8.8", True),
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
         ("0.0.0.0", False),
         ("not an ip", False),
     ],

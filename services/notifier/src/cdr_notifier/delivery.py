@@ -12,17 +12,20 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import stamina
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_notifier import repository
 from cdr_notifier.formats import acknowledged, encode, sign
+from cdr_notifier.repository import SubscriptionKey
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import check_url
 from cdrmodel.db import is_transient, pg_text
@@ -31,7 +34,16 @@ from cdrmodel.errors import CdrError
 log = logging.getLogger(__name__)
 
 PUSHES = Counter("cdrflow_notifier_push_attempts_total", "Push attempts", ["outcome"])
-PUSH_SECONDS = Histogram("cdrflow_notifier_push_seconds", "Latency of push attempts")
+PUSH_SECONDS = Histogram("cdrflow_notifier_push_seconds", "Latency of push attempts", ["endpoint"])
+DELIVERIES = Counter(
+    "cdrflow_notifier_deliveries_total", "Deliveries that ended, by status", ["status"]
+)
+BREAKER_OPEN = Gauge(
+    "cdrflow_notifier_breaker_open", "1 while an endpoint's circuit breaker is open", ["endpoint"]
+)
+BREAKER_OPENS = Counter(
+    "cdrflow_notifier_breaker_opens_total", "Times an endpoint's breaker opened", ["endpoint"]
+)
 _MAX_RESPONSE = 64 * 1024
 _MAX_ERROR_CHARS = 2000
 
@@ -54,12 +66,87 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential with full jitter in its upper half: base·2^(n-1) · U(0.5, 1)."""
+    """Exponential with full jitter: U(0, min(cap, base·2^(n-1))). With the defaults (2 s,
+    3,600 s) the first retries come within seconds, the 6th to 11th within minutes, the rest
+    within the hour (docs/delivery.md has the table)."""
     raw = min(cap, base * (2 ** max(0, attempt - 1)))
-    return raw * random.uniform(0.5, 1.0)
+    return raw * random.random()
+
+
+def endpoint_of(url: str) -> str:
+    """What the per-endpoint limit and the breaker count by: scheme://host:port."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+class Breaker:
+    """One endpoint's circuit breaker. `failures` pushes in a row that fail (no answer, a
+    timeout, 429 or 5xx) open it: its deliveries wait, untried, until the pause is over; then
+    one delivery probes it. A success closes it; a failed probe opens it again for twice as
+    long (up to `max_open`)."""
+
+    def __init__(self, *, failures: int, open_for: float, max_open: float) -> None:
+        self._threshold = failures
+        self._first = open_for
+        self._max = max_open
+        self._failed = 0
+        self._pause = open_for
+        self.open_until: float | None = None  # monotonic
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.open_until is not None
+
+    def admit(self, now: float) -> bool:
+        """True when a push may go now (closed, or the one probe of a half-open breaker)."""
+        if self.open_until is None:
+            return True
+        if now < self.open_until or self._probing:
+            return False
+        self._probing = True
+        return True
+
+    def record(self, failed: bool, now: float) -> bool:
+        """The outcome of an admitted push; True when it opened (or re-opened) the breaker."""
+        probe, self._probing = self._probing, False
+        if not failed:
+            self._failed, self._pause, self.open_until = 0, self._first, None
+            return False
+        self._failed += 1
+        if probe:
+            self._pause = min(self._max, self._pause * 2)
+        elif self._failed < self._threshold or self.open_until is not None:
+            return False
+        self.open_until = now + self._pause
+        return True
+
+
+class Endpoint:
+    def __init__(self, name: str, slots: int, breaker: Breaker) -> None:
+        self.name = name
+        self.slots = asyncio.Semaphore(slots)
+        self.breaker = breaker
+
+
+@dataclass
+class Outcome:
+    """What became of one claimed delivery, to be written with others in one transaction."""
+
+    key: SubscriptionKey
+    update: dict[str, Any]
+    attempt: dict[str, Any] | None = None
+    gone: bool = False  # 410: the subscription is disabled
 
 
 class Dispatcher:
+    """A continuous pipeline: claims due deliveries as room frees up, pushes each as soon as
+    its endpoint has a free slot, and writes outcomes in small groups. Nothing waits for the
+    slowest push of a round: a CRM that hangs holds at most `push_subscription_cap` claimed
+    rows per subscription and `push_endpoint_concurrency` connections, and its breaker stops
+    claims of its rows from turning into attempts once it keeps failing."""
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -72,52 +159,83 @@ class Dispatcher:
         self._settings = settings
         self._wake = wake
         self._slots = asyncio.Semaphore(settings.push_concurrency)
+        self._endpoints: dict[str, Endpoint] = {}
+        self._held: dict[SubscriptionKey, int] = {}  # claimed rows not yet written back
+        self._holding = 0
+        self._room = asyncio.Event()  # a claimed row was written back
+        self._outcomes: list[Outcome] = []
+        self._ready = asyncio.Event()  # outcomes wait to be written
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Rows held at most: what fits the claim size twice, so a claim can be made while
+        # the previous one is still being pushed.
+        self._capacity = 2 * settings.push_claim_batch
+        cfg = settings
+        # The lease outlasts the longest a row may wait: its subscription's cap of rows
+        # through its endpoint's slots, one push_timeout each, and the push itself.
+        waits = -(-cfg.push_subscription_cap // cfg.push_endpoint_concurrency)
+        self.lease = (waits + 1) * cfg.push_timeout + 30
 
     async def run(self) -> None:
-        # A claimed batch is pushed in rounds of `push_concurrency`; the lease must outlast the
-        # slowest possible batch, or another notifier would push the same delivery meanwhile.
+        """Claims and writes outcomes until cancelled; a failure of either (not passing
+        PostgreSQL trouble, which they wait out) ends both, and the supervisor reports it."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._write_outcomes())
+                group.create_task(self._claim_forever())
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    # -- claiming -----------------------------------------------------------------------
+
+    async def _claim_forever(self) -> None:
         cfg = self._settings
-        rounds = -(-cfg.push_claim_batch // cfg.push_concurrency)
-        lease = rounds * cfg.push_timeout + 30
         while True:
-            claimed = await self._retrying(self._claim, lease, what="claiming deliveries")
+            free = self._capacity - self._holding
+            if free < min(cfg.push_claim_batch, self._capacity) // 4 + 1:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            full = [k for k, n in self._held.items() if n >= cfg.push_subscription_cap]
+            limit = min(free, cfg.push_claim_batch)
+            claimed = await self._retrying(self._claim, limit, full, what="claiming deliveries")
             if not claimed:
                 await self._idle()
                 continue
-            outcomes = await asyncio.gather(*(self._attempt(d) for d in claimed))
-            attempts = [a for a, _ in outcomes if a is not None]
-            updates = [u for _, u in outcomes]
-            # Keep the outcomes until they are written: losing them would re-push (still safe,
-            # the same webhook-id) but lose the attempt log.
-            await self._retrying(self._record, attempts, updates, what="recording push outcomes")
+            began = time.monotonic()
+            over: list[dict[str, Any]] = []
+            for d in claimed:
+                key = (d["database_id"], d["subscription_id"])
+                if self._held.get(key, 0) >= cfg.push_subscription_cap:
+                    over.append(d)  # more than its cap in one claim: back untried, at once
+                    continue
+                self._hold(key)
+                task = asyncio.create_task(self._deliver(d, key, began))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if over:
+                await self._retrying(
+                    self._record,
+                    [_untried(d, d["next_attempt_at"]) for d in over],
+                    what="returning deliveries",
+                )
 
-    async def _retrying(self, fn: Callable[..., Awaitable[T]], *args: Any, what: str) -> T:
-        """`fn(*args)` until it succeeds while PostgreSQL trouble passes: capped backoff,
-        forever, never skipping. Any other failure ends the dispatcher, so its supervisor
-        reports it and the process restarts, rather than stalling every tenant's pushes."""
+    def _hold(self, key: SubscriptionKey) -> None:
+        self._held[key] = self._held.get(key, 0) + 1
+        self._holding += 1
 
-        def log_and_retry(exc: Exception) -> bool:
-            if not isinstance(exc, Exception) or not is_transient(exc):
-                return False  # cancellation (shutdown) or not passing trouble
-            log.error("%s failed; retrying", what, exc_info=exc)
-            return True
+    def _release(self, key: SubscriptionKey) -> None:
+        left = self._held[key] - 1
+        if left:
+            self._held[key] = left
+        else:
+            del self._held[key]
+        self._holding -= 1
+        self._room.set()
 
-        async for attempt in stamina.retry_context(
-            on=log_and_retry, attempts=None, timeout=None, wait_initial=0.5, wait_max=5.0
-        ):
-            with attempt:
-                return await fn(*args)
-        raise AssertionError("unreachable: the retries never stop")
-
-    async def _claim(self, lease: float) -> list[dict[str, Any]]:
+    async def _claim(self, limit: int, full: list[SubscriptionKey]) -> list[dict[str, Any]]:
         async with self._engine.begin() as conn:
-            return await repository.claim_due(
-                conn, limit=self._settings.push_claim_batch, lease=lease
-            )
-
-    async def _record(self, attempts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
-        async with self._engine.begin() as conn:
-            await repository.record_outcomes(conn, attempts=attempts, updates=updates)
+            return await repository.claim_due(conn, limit=limit, lease=self.lease, full=full)
 
     async def _idle(self) -> None:
         self._wake.clear()
@@ -127,18 +245,52 @@ class Dispatcher:
         except TimeoutError:
             pass
 
-    async def _attempt(self, d: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        now = datetime.now(UTC)
-        if not d["enabled"]:  # paused subscription: look again later, no attempt made
-            return None, {
-                "id": d["id"],
-                "lease": d["lease"],
-                "status": "pending",
-                "attempt_count": d["attempt_count"],
-                "next_attempt_at": now + timedelta(seconds=60),
-            }
-        async with self._slots:
+    # -- pushing ------------------------------------------------------------------------
+
+    def _endpoint(self, url: str) -> Endpoint:
+        name = endpoint_of(url)
+        found = self._endpoints.get(name)
+        if found is None:
+            cfg = self._settings
+            breaker = Breaker(
+                failures=cfg.breaker_failures,
+                open_for=cfg.breaker_open_seconds,
+                max_open=cfg.breaker_max_open_seconds,
+            )
+            found = self._endpoints[name] = Endpoint(name, cfg.push_endpoint_concurrency, breaker)
+        return found
+
+    async def _deliver(self, d: dict[str, Any], key: SubscriptionKey, claimed: float) -> None:
+        try:
+            outcome = await self._attempt(d, key, claimed)
+        except Exception as exc:  # a bug here must not strand the row: back untried
+            log.error("delivery %s: %r", d["id"], exc, exc_info=exc)
+            outcome = Outcome(key, _untried(d, datetime.now(UTC) + timedelta(seconds=60)))
+        self._outcomes.append(outcome)
+        self._ready.set()
+
+    async def _attempt(self, d: dict[str, Any], key: SubscriptionKey, claimed: float) -> Outcome:
+        endpoint = self._endpoint(d["url"])
+        # Sent only with enough lease left for the whole push: a row that waited too long is
+        # handed back untried, so no other notifier can be pushing it at the same time.
+        latest = claimed + self.lease - self._settings.push_timeout - 10
+        async with endpoint.slots, self._slots:
+            now = time.monotonic()
+            if now > latest:
+                return Outcome(key, _untried(d, datetime.now(UTC)))
+            if not endpoint.breaker.admit(now):
+                until = endpoint.breaker.open_until or now
+                when = datetime.now(UTC) + timedelta(seconds=max(1.0, until - now))
+                return Outcome(key, _untried(d, when))
+            started = datetime.now(UTC)
             status, error, retry_after, latency_ms = await self._post(d)
+            failed = error is not None and (status is None or status == 429 or status >= 500)
+            if endpoint.breaker.record(failed, time.monotonic()):
+                log.warning(
+                    "endpoint %s: breaker open after failed pushes (%s)", endpoint.name, error
+                )
+                BREAKER_OPENS.labels(endpoint.name).inc()
+            BREAKER_OPEN.labels(endpoint.name).set(1 if endpoint.breaker.is_open else 0)
         # Delays count from the answer: Retry-After is relative to the response, and a slow
         # CRM's answer may come push_timeout seconds after the attempt began.
         answered = datetime.now(UTC)
@@ -158,9 +310,11 @@ class Dispatcher:
             if retry_after is not None:
                 delay = min(max(delay, retry_after), self._settings.retry_max_seconds)
             state, next_at = "pending", answered + timedelta(seconds=delay)
+        if state != "pending":
+            DELIVERIES.labels(state).inc()
         attempt = {
             "delivery_id": d["id"],
-            "at": now,
+            "at": started,
             "http_status": status,
             "latency_ms": latency_ms,
             # A CRM's reply text is quoted in `error`: it may carry bytes text cannot hold.
@@ -173,7 +327,61 @@ class Dispatcher:
             "attempt_count": attempt_no,
             "next_attempt_at": next_at,
         }
-        return attempt, update
+        return Outcome(key, update, attempt, gone=status == 410)
+
+    # -- writing outcomes ---------------------------------------------------------------
+
+    async def _write_outcomes(self) -> None:
+        while True:
+            await self._ready.wait()
+            # A few milliseconds for others to finish: one transaction for many outcomes.
+            await asyncio.sleep(0.005)
+            self._ready.clear()
+            batch, self._outcomes = self._outcomes, []
+            if not batch:
+                continue
+            # Kept until written: losing them would re-push (still safe, the same webhook-id)
+            # but lose the attempt log.
+            await self._retrying(
+                self._record,
+                [o.update for o in batch],
+                [o.attempt for o in batch if o.attempt is not None],
+                [o.key for o in batch if o.gone],
+                what="recording push outcomes",
+            )
+            for o in batch:
+                if o.gone:
+                    log.warning("subscription %s/%s disabled: its CRM answered 410 Gone", *o.key)
+                self._release(o.key)
+
+    async def _record(
+        self,
+        updates: list[dict[str, Any]],
+        attempts: list[dict[str, Any]] | None = None,
+        disable: list[SubscriptionKey] | None = None,
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await repository.record_outcomes(
+                conn, attempts=attempts or [], updates=updates, disable=disable or []
+            )
+
+    async def _retrying(self, fn: Callable[..., Awaitable[T]], *args: Any, what: str) -> T:
+        """`fn(*args)` until it succeeds while PostgreSQL trouble passes: capped backoff,
+        forever, never skipping. Any other failure ends the dispatcher, so its supervisor
+        reports it and the process restarts, rather than stalling every tenant's pushes."""
+
+        def log_and_retry(exc: Exception) -> bool:
+            if not isinstance(exc, Exception) or not is_transient(exc):
+                return False  # cancellation (shutdown) or not passing trouble
+            log.error("%s failed; retrying", what, exc_info=exc)
+            return True
+
+        async for attempt in stamina.retry_context(
+            on=log_and_retry, attempts=None, timeout=None, wait_initial=0.5, wait_max=5.0
+        ):
+            with attempt:
+                return await fn(*args)
+        raise AssertionError("unreachable: the retries never stop")
 
     async def _post(self, d: dict[str, Any]) -> tuple[int | None, str | None, float | None, int]:
         """(HTTP status, error or None on success, Retry-After seconds, latency ms)."""
@@ -197,13 +405,15 @@ class Dispatcher:
                 "webhook-timestamp": str(ts),
                 "webhook-signature": sign(d["secret"], d["webhook_id"], ts, body),
             }
-            timeout = aiohttp.ClientTimeout(total=self._settings.push_timeout)
+            timeout = aiohttp.ClientTimeout(
+                total=self._settings.push_timeout, connect=self._settings.push_connect_timeout
+            )
             async with self._session.post(
                 d["url"], data=body, headers=headers, timeout=timeout, allow_redirects=False
             ) as resp:
                 reply = await resp.content.read(_MAX_RESPONSE)
                 latency = elapsed_ms()
-                PUSH_SECONDS.observe(latency / 1000)
+                PUSH_SECONDS.labels(endpoint_of(d["url"])).observe(latency / 1000)
                 if not 200 <= resp.status < 300:
                     retry = retry_after_seconds(resp.headers.get("Retry-After"), datetime.now(UTC))
                     return resp.status, f"HTTP {resp.status}", retry, latency
@@ -215,3 +425,14 @@ class Dispatcher:
             return None, "timeout", None, elapsed_ms()
         except Exception as exc:  # any failure is a failed attempt; the dispatcher goes on
             return None, f"{type(exc).__name__}: {exc}", None, elapsed_ms()
+
+
+def _untried(d: dict[str, Any], when: datetime) -> dict[str, Any]:
+    """The update that hands a claimed delivery back, no attempt made, due at `when`."""
+    return {
+        "id": d["id"],
+        "lease": d["lease"],
+        "status": "pending",
+        "attempt_count": d["attempt_count"],
+        "next_attempt_at": when,
+    }

@@ -41,23 +41,42 @@ _CLAIM = text(
        SET locked_until = now() + make_interval(secs => :lease), updated_at = now()
       FROM subscription s
      WHERE d.id IN (
-             SELECT id FROM delivery
-              WHERE status = 'pending' AND next_attempt_at <= now()
-                AND (locked_until IS NULL OR locked_until < now())
-              ORDER BY next_attempt_at
+             SELECT dd.id FROM delivery dd
+               JOIN subscription ss
+                 ON ss.database_id = dd.database_id AND ss.subscription_id = dd.subscription_id
+              WHERE dd.status = 'pending' AND dd.next_attempt_at <= now()
+                AND (dd.locked_until IS NULL OR dd.locked_until < now())
+                AND ss.enabled
+                AND (dd.database_id, dd.subscription_id) NOT IN (
+                      SELECT * FROM unnest(CAST(:full_db AS text[]), CAST(:full_sub AS text[])))
+              ORDER BY dd.next_attempt_at
               LIMIT :limit
-              FOR UPDATE SKIP LOCKED)
+              FOR UPDATE OF dd SKIP LOCKED)
        AND s.database_id = d.database_id AND s.subscription_id = d.subscription_id
-    RETURNING d.id, d.locked_until AS lease, d.database_id, d.subscription_id, d.cdr_id, d.webhook_id, d.payload,
-              d.attempt_count, s.url, s.format, s.secret, s.max_attempts, s.xmlrpc_method,
-              s.enabled
+    RETURNING d.id, d.locked_until AS lease, d.database_id, d.subscription_id, d.cdr_id,
+              d.webhook_id, d.payload, d.attempt_count, d.next_attempt_at, s.url, s.format,
+              s.secret, s.max_attempts, s.xmlrpc_method
     """
 )
 
+SubscriptionKey = tuple[str, str]  # (database_id, subscription_id)
 
-async def claim_due(conn: AsyncConnection, *, limit: int, lease: float) -> list[dict[str, Any]]:
-    """Lease due deliveries; a crashed notifier's leases expire and another takes them."""
-    rows = await conn.execute(_CLAIM, {"limit": limit, "lease": lease})
+
+async def claim_due(
+    conn: AsyncConnection, *, limit: int, lease: float, full: Sequence[SubscriptionKey] = ()
+) -> list[dict[str, Any]]:
+    """Lease up to `limit` due deliveries of enabled subscriptions, none of the subscriptions
+    in `full` (those holding as many claimed rows as they may); a crashed notifier's leases
+    expire and another takes them."""
+    rows = await conn.execute(
+        _CLAIM,
+        {
+            "limit": limit,
+            "lease": lease,
+            "full_db": [k[0] for k in full],
+            "full_sub": [k[1] for k in full],
+        },
+    )
     return [dict(r._mapping) for r in rows]
 
 
@@ -66,8 +85,11 @@ async def record_outcomes(
     *,
     attempts: Sequence[dict[str, Any]],
     updates: Sequence[dict[str, Any]],
+    disable: Sequence[SubscriptionKey] = (),
 ) -> None:
-    """Each attempt becomes a row; each delivery moves to delivered, dead or a later retry.
+    """Each attempt becomes a row; each delivery moves to delivered, dead or a later retry
+    (or back to pending untried: `attempt_count` unchanged); `disable`: subscriptions whose
+    CRM answered 410 Gone.
 
     The update holds only while this worker's lease does: a result that comes back after the
     lease expired (another worker took the delivery) or after an admin replay cleared it
@@ -82,6 +104,15 @@ async def record_outcomes(
                 " WHERE id = :id AND locked_until = :lease"
             ),
             updates,
+        )
+    for database_id, subscription_id in sorted(set(disable)):
+        await conn.execute(
+            update(subscription)
+            .where(
+                subscription.c.database_id == database_id,
+                subscription.c.subscription_id == subscription_id,
+            )
+            .values(enabled=False, updated_at=func.now())
         )
 
 

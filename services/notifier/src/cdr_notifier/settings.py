@@ -14,7 +14,28 @@ class NotifierSettings(CommonSettings):
         False, description="Allow push URLs on loopback, private or link-local addresses."
     )
     push_concurrency: int = Field(64, ge=1, le=1024, description="Pushes in flight at once.")
+    push_endpoint_concurrency: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Pushes in flight at once to one endpoint (scheme, host, port).",
+    )
+    push_subscription_cap: int = Field(
+        64, ge=1, le=5000, description="Due deliveries one subscription may hold claimed at once."
+    )
     push_timeout: float = Field(10.0, gt=0, description="Seconds before a push attempt fails.")
-    push_claim_batch: int = Field(200, ge=1, le=5000)
+    push_connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds to open the connection of a push attempt."
+    )
+    push_claim_batch: int = Field(
+        200, ge=1, le=5000, description="Due deliveries claimed at most per claim."
+    )
+    breaker_failures: int = Field(
+        5, ge=1, description="Failed pushes in a row that open an endpoint's circuit breaker."
+    )
+    breaker_open_seconds: float = Field(
+        30.0, gt=0, description="First pause of an open breaker before it probes (doubles)."
+    )
+    breaker_max_open_seconds: float = Field(600.0, gt=0)
     retry_base_seconds: float = Field(2.0, gt=0, description="First retry delay (doubles).")
     retry_max_seconds: float = Field(3600.0, gt=0)

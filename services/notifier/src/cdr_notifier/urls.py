@@ -18,15 +18,46 @@ from aiohttp.resolver import ThreadedResolver
 
 from cdrmodel.errors import Unprocessable
 
+# NAT64 well-known prefix: the IPv4 address is in the last 32 bits.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # local-use (RFC 8215): never public
+_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible (`::a.b.c.d`)
+
+
+def _embedded(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
+    """The IPv4 addresses an IPv6 address carries (mapped, compatible, 6to4, NAT64, Teredo
+    server and client), [] for none; None for a local-use NAT64 address (refused whatever it
+    holds). Python 3.11 before 3.11.10 calls some of these forms global (CVE-2024-4032), so
+    `is_global` on the IPv6 address alone is not enough: each is judged by what it carries."""
+    if ip in _NAT64_LOCAL:
+        return None
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _NAT64 or (ip in _COMPATIBLE and int(ip) > 1):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return []
+
+
+def _global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip.is_global and not ip.is_multicast
+
 
 def is_public(address: str) -> bool:
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv6Address):
+        carried = _embedded(ip)
+        if carried is None:
+            return False
+        if carried:
+            return all(_global(v4) for v4 in carried)
+    return _global(ip)
 
 
 def _literal(host: str) -> bool:

@@ -44,7 +44,12 @@ class SubscriptionUpsert(BaseModel):
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
     enabled: bool = True
     max_attempts: int = Field(10, ge=1, le=100)
-    xmlrpc_method: Name = "cdr.notify"
+    xmlrpc_method: str = Field(
+        "cdr.notify",
+        max_length=200,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="XML-RPC methodName: a dotted name of letters, digits and `_`",
+    )
 
     @field_validator("secret")
     @classmethod

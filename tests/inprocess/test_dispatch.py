@@ -1,0 +1,150 @@
+"""The dispatcher as a continuous pipeline (contract §4, issue 10 item 5): a CRM that hangs
+does not hold back a healthy one, a paused subscription resumes at once when re-enabled,
+410 Gone disables a subscription, and an endpoint that keeps failing is paused by its
+circuit breaker and probed. Real receivers on loopback; the whole pipeline in process."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.helpers import ADMIN_TOKEN, Receiver, Tenant, wait_for
+from tests.inprocess.conftest import Pipeline, PipelineFactory
+
+AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+OK = (200, '{"Err":0,"Errdesc":"OK"}', {"content-type": "application/json"})
+
+
+async def _with_status(
+    pipeline: Pipeline, tenant: Tenant, subscription: str, status: str, n: int, timeout: float
+) -> list[dict[str, Any]]:
+    async def enough() -> list[dict[str, Any]]:
+        found = await pipeline.deliveries(tenant, subscription, status=status)
+        return found if len(found) >= n else []
+
+    return await wait_for(enough, timeout=timeout, what=f"{n} {status} to {subscription}")
+
+
+async def _subscription(pipeline: Pipeline, tenant: Tenant, name: str) -> dict[str, Any]:
+    resp = await pipeline.notifier.get(
+        f"/v1/admin/tenants/{tenant.database_id}/subscriptions/{name}", headers=AUTH
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+async def test_a_hanging_crm_does_not_hold_back_a_healthy_one(
+    pipeline: Pipeline, tenant: Tenant, receiver: Receiver
+) -> None:
+    hanging = Receiver(delay=lambda n: 60.0)  # answers after the push timeout (5 s here)
+    await hanging.start()
+    try:
+        await pipeline.subscribe(tenant, hanging.url, "hanging")
+        await pipeline.subscribe(tenant, receiver.url, "healthy")
+        for i in range(10):
+            assert await pipeline.submit(tenant, ExternalID=f"first{i}") == "0"
+        await _with_status(pipeline, tenant, "healthy", "delivered", 10, timeout=30)
+        await wait_for(lambda: len(hanging.requests) >= 10, timeout=30, what="hanging CRM hit")
+
+        # While every push to the hanging CRM waits out its timeout, a second wave reaches
+        # the healthy one about as fast as the pipeline goes. Pushed in rounds, the healthy
+        # outcomes were written only when the round's slowest push gave up.
+        began = time.monotonic()
+        for i in range(10):
+            assert await pipeline.submit(tenant, ExternalID=f"second{i}") == "0"
+        await _with_status(pipeline, tenant, "healthy", "delivered", 20, timeout=30)
+        took = time.monotonic() - began
+        assert took < 4.0, f"the healthy CRM's second wave took {took:.2f} s"
+        assert await pipeline.deliveries(tenant, "hanging", status="delivered") == []
+    finally:
+        await hanging.stop()
+
+
+async def test_a_paused_subscription_is_not_claimed_and_resumes_when_enabled(
+    pipeline: Pipeline, tenant: Tenant, receiver: Receiver
+) -> None:
+    other = await pipeline.tenant()
+    await pipeline.subscribe(other, receiver.url, "probe")
+    await pipeline.subscribe(tenant, receiver.url, max_attempts=50)
+    receiver.reply = lambda n: (503, "down", {})
+    assert await pipeline.submit(tenant) == "0"
+    await wait_for(lambda: len(receiver.requests) >= 2, timeout=30, what="two attempts")
+    (row,) = await pipeline.deliveries(tenant)
+    await pipeline.subscribe(tenant, receiver.url, enabled=False)
+
+    def mine() -> int:
+        return sum(h["webhook-id"] == row["webhook_id"] for h, _ in receiver.requests)
+
+    # Retries come every few tenths of a second (retry base 0.1 s); once paused, none. Each
+    # window ends when a record of another tenant made it through the whole pipeline.
+    receiver.reply = lambda n: OK
+    counts = []
+    for n in (1, 2):
+        assert await pipeline.submit(other, ExternalID=f"probe{n}") == "0"
+        await _with_status(pipeline, other, "probe", "delivered", n, timeout=30)
+        counts.append(mine())
+    assert counts[1] == counts[0], "attempts were made while the subscription was paused"
+    (paused,) = await pipeline.deliveries(tenant)
+    assert paused["status"] == "pending"
+
+    began = time.monotonic()
+    await pipeline.subscribe(tenant, receiver.url, enabled=True)
+    (delivered,) = await _with_status(pipeline, tenant, "crm", "delivered", 1, timeout=30)
+    # Claimed while paused, a row was pushed back a minute each time: resuming took that long.
+    assert time.monotonic() - began < 5.0
+    assert delivered["id"] == row["id"]
+
+
+async def test_410_gone_disables_the_subscription(
+    pipeline: Pipeline, tenant: Tenant, receiver: Receiver
+) -> None:
+    receiver.reply = lambda n: (410, "gone", {})
+    await pipeline.subscribe(tenant, receiver.url, max_attempts=10)
+    assert await pipeline.submit(tenant) == "0"
+
+    async def disabled() -> bool:
+        return (await _subscription(pipeline, tenant, "crm"))["enabled"] is False
+
+    await wait_for(disabled, timeout=30, what="the subscription disabled")
+    (row,) = await pipeline.deliveries(tenant)
+    assert row["status"] == "pending"  # kept: re-enabling the subscription resumes it
+    assert [(a["http_status"], a["error"]) for a in row["attempts"]] == [(410, "HTTP 410")]
+    assert len(receiver.requests) == 1
+
+
+async def test_500_then_err_2_then_ok_is_delivered_on_the_third_attempt(
+    pipeline: Pipeline, tenant: Tenant, receiver: Receiver
+) -> None:
+    answers = {
+        1: (500, "boom", {}),
+        2: (200, '{"Err":2,"Errdesc":"busy"}', {"content-type": "application/json"}),
+    }
+    receiver.reply = lambda n: answers.get(n, OK)
+    await pipeline.subscribe(tenant, receiver.url)
+    assert await pipeline.submit(tenant) == "0"
+    (row,) = await _with_status(pipeline, tenant, "crm", "delivered", 1, timeout=30)
+    assert [(a["http_status"], a["error"]) for a in row["attempts"]] == [
+        (500, "HTTP 500"),
+        (200, "Err=2 busy"),
+        (200, None),
+    ]
+    assert {h["webhook-id"] for h, _ in receiver.requests} == {row["webhook_id"]}
+    assert len(receiver.requests) == 3
+
+
+async def test_an_endpoint_failing_again_and_again_is_paused_then_probed(
+    pipeline_factory: PipelineFactory, receiver: Receiver
+) -> None:
+    receiver.reply = lambda n: (503, "down", {})
+    paused = {"breaker_failures": 3, "breaker_open_seconds": 2.0}
+    async with pipeline_factory(**paused) as pipeline:
+        tenant = await pipeline.tenant()
+        await pipeline.subscribe(tenant, receiver.url, max_attempts=50)
+        assert await pipeline.submit(tenant) == "0"
+        await wait_for(lambda: len(receiver.requests) >= 5, timeout=30, what="5 attempts")
+    gaps = [b - a for a, b in zip(receiver.arrivals, receiver.arrivals[1:], strict=False)]
+    # Retries 0.1 s apart doubling (full jitter) until the 3rd failure opens the breaker;
+    # then nothing for its 2 s; one probe fails and opens it for 4 s.
+    assert max(gaps[:2]) < 1.5, gaps
+    assert gaps[2] >= 1.9, gaps
+    assert gaps[3] >= 3.9, gaps
