@@ -20,6 +20,8 @@ from batch_load import BatchResult, kafka_payloads, post_batches
 from kafka_baseline import ProducerResult, acked_senders, raw_producer
 from load import run_load, tool_name
 from loadgen import LoadResult
+from notifier_bench import NotifierMeasurements, measure_notifier
+from notifier_bench import render_section as render_notifier_section
 from rater_bench import DISTINCT_NUMBERS, RaterMeasurements, measure_rater, render_section
 from report import REPO, Measurements, Memory, StoredResult, render
 from stack import BENCH_TOPIC, BenchStack, free_port
@@ -84,6 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CDRs per rater run, produced straight to the topic (default 100000)",
     )
     parser.add_argument(
+        "--notifier-deliveries",
+        type=int,
+        default=20_000,
+        help="pending deliveries of each notifier backlog run (default 20000)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=REPO / "docs" / "benchmarks.md",
@@ -99,6 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--paced-connections, --batch-size and --batch-concurrency must be >= 1")
     if args.producer_messages < 1 or args.drain_timeout <= 0:
         parser.error("--producer-messages must be >= 1 and --drain-timeout > 0")
+    if args.notifier_deliveries < 1:
+        parser.error("--notifier-deliveries must be >= 1")
     return args
 
 
@@ -371,6 +381,25 @@ def measure_raters(stack: BenchStack, args: argparse.Namespace) -> RaterMeasurem
     )
 
 
+def measure_notifiers(stack: BenchStack, args: argparse.Namespace) -> NotifierMeasurements:
+    """The notifier rows, last, with the services stopped: each run starts its own notifier."""
+    for proc in stack.services.values():
+        proc.stop()
+    assert stack.pg is not None
+    return measure_notifier(
+        pg_port=stack.pg_port,
+        bootstrap=stack.bootstrap,
+        database_url=stack.pg.url(),
+        workdir=stack.workdir,
+        free_port=free_port,
+        log=log,
+        deliveries=args.notifier_deliveries,
+        duration=args.duration,
+        warmup=args.warmup,
+        drain_timeout=args.drain_timeout,
+    )
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # SIGTERM (e.g. a CI timeout) takes the same path as Ctrl-C, so the stack is torn down.
     raise KeyboardInterrupt
@@ -385,8 +414,12 @@ def main(argv: list[str] | None = None) -> int:
         with BenchStack(workdir, log) as stack:
             measurements = measure(stack, args)
             rater = measure_raters(stack, args)
+            notifier = measure_notifiers(stack, args)
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(render(measurements) + render_section(rater), encoding="utf-8")
+        args.output.write_text(
+            render(measurements) + render_section(rater) + render_notifier_section(notifier),
+            encoding="utf-8",
+        )
         log(f"wrote {args.output}")
         return 0
     except KeyboardInterrupt:

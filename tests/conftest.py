@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from cdrflow_dev.infra import EmbeddedPostgres, Tansu, free_port
 from cdrflow_dev.processes import ServiceProcess
+from cdrmodel.db import asyncpg_dsn
 from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
 from cdrmodel.migrate import upgrade
 from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant
@@ -55,6 +57,14 @@ class Infra:
             "db_pool_size": 2,
             **extra,
         }
+
+    async def admin_sql(self, statement: str) -> None:
+        """A statement on the server's `postgres` database (CREATE / DROP DATABASE)."""
+        conn = await asyncpg.connect(asyncpg_dsn(self.pg.url("postgres")))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
 
     def create_topics(self, namespace: str = "") -> None:
         names = [topic_name(t, namespace) for t in ALL_TOPICS]

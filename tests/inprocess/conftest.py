@@ -129,19 +129,11 @@ class Pipeline:
             await conn.close()
 
 
-async def _admin_sql(infra: Infra, statement: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(infra.pg.url("postgres")))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def inproc_template(infra: Infra) -> Iterator[str]:
     """A migrated database that every in-process pipeline's database is copied from."""
-    asyncio.run(_admin_sql(infra, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"'))
-    asyncio.run(_admin_sql(infra, f'CREATE DATABASE "{TEMPLATE_DB}"'))
+    asyncio.run(infra.admin_sql(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"'))
+    asyncio.run(infra.admin_sql(f'CREATE DATABASE "{TEMPLATE_DB}"'))
     upgrade(infra.pg.url(TEMPLATE_DB))
     yield TEMPLATE_DB
 
@@ -153,7 +145,7 @@ async def run_pipeline(
     """Ingest, rater and notifier apps on database `name` (copied from `template`) and the
     topic namespace `name.`, each with its lifespan running, until the block ends."""
     namespace = f"{name}."
-    await _admin_sql(infra, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    await infra.admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     await ensure_topics(
         infra.bootstrap, [topic_name(t, namespace) for t in ALL_TOPICS], partitions=2
     )
@@ -206,7 +198,7 @@ async def run_pipeline(
                 states=states,
             )
     finally:
-        await _admin_sql(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await infra.admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def lifespan_state(manager: LifespanManager) -> dict[str, Any]:

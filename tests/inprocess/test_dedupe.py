@@ -16,7 +16,7 @@ from asgi_lifespan import LifespanManager
 
 from cdr_ingest.app import create_app
 from cdr_ingest.dedupe import KIND_EXTERNAL_ID, key_for
-from cdr_ingest.pruner import Pruner
+from cdr_ingest.pruner import dedupe_pruner
 from cdr_ingest.publisher import Publisher
 from cdr_ingest.settings import IngestSettings
 from cdrmodel.db import make_engine
@@ -322,7 +322,7 @@ async def test_the_pruner_deletes_old_keys_in_bounded_batches_and_keeps_recent_o
     )
     engine = make_engine(pipeline.database_url, pool_size=1)
     try:
-        pruner = Pruner(engine, keep_days=90, batch=10, pause=0, interval=60)
+        pruner = dedupe_pruner(engine, keep_days=90, batch=10, pause=0, interval=60)
         counts = await pruner.sweep(now)
     finally:
         await engine.dispose()

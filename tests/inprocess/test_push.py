@@ -125,9 +125,11 @@ async def test_a_delivery_is_dead_after_max_attempts_and_a_replay_revives_it(
     assert [a["http_status"] for a in revived["attempts"]] == [500, 500, 500, 200]
 
 
-@pytest.mark.parametrize("form", ["seconds", "http-date"])
+@pytest.mark.parametrize(
+    ("form", "status"), [("seconds", 503), ("http-date", 503), ("seconds", 429)]
+)
 async def test_retry_after_is_honoured_from_when_the_answer_came(
-    pipeline: Pipeline, tenant: Tenant, receiver: Receiver, form: str
+    pipeline: Pipeline, tenant: Tenant, receiver: Receiver, form: str, status: int
 ) -> None:
     # A slow CRM (1 s) answers 503 with Retry-After: the next attempt must not come before
     # the time it names, counted from its answer, not from when the push began.
@@ -137,10 +139,10 @@ async def test_retry_after_is_honoured_from_when_the_answer_came(
         if n > 1:
             return OK
         if form == "seconds":
-            return 503, "busy", {"Retry-After": "2"}
+            return status, "busy", {"Retry-After": "2"}
         when = int(time.time()) + 3  # whole seconds: an HTTP date has no fractions
         not_before.append(when)
-        return 503, "busy", {"Retry-After": formatdate(when, usegmt=True)}
+        return status, "busy", {"Retry-After": formatdate(when, usegmt=True)}
 
     receiver.reply = reply
     receiver.delay = lambda n: 1.0 if n == 1 else 0.0
@@ -153,7 +155,7 @@ async def test_retry_after_is_honoured_from_when_the_answer_came(
     # Honoured, not exceeded by much: the retry base is 0.1 s, the dispatcher idles <= 0.5 s.
     assert receiver.arrivals[1] < not_before[0] + 2
     assert [(a["http_status"], a["error"]) for a in delivery["attempts"]] == [
-        (503, "HTTP 503"),
+        (status, f"HTTP {status}"),
         (200, None),
     ]
 

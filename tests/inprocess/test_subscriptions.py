@@ -4,7 +4,9 @@ reads without the secret, validation, and paging through deliveries."""
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 
+from cdr_notifier.secretbox import SecretBox
 from tests.helpers import ADMIN_TOKEN, Receiver, Tenant, verify_signature, wait_for
 from tests.inprocess.conftest import Pipeline
 
@@ -16,11 +18,17 @@ def _url(tenant: Tenant, sub: str = "crm") -> str:
     return f"/v1/admin/tenants/{tenant.database_id}/subscriptions/{sub}"
 
 
+BOX = SecretBox([], admin_token=ADMIN_TOKEN)  # the notifier's, as it runs here: no keys set
+
+
 async def _stored_secret(pipeline: Pipeline, tenant: Tenant) -> str:
+    """The secret the subscription holds, checking it is stored encrypted, never in clear."""
     (row,) = await pipeline.sql(
         "SELECT secret FROM subscription WHERE database_id = $1", tenant.database_id
     )
-    return row["secret"]  # type: ignore[no-any-return]
+    sealed: str = row["secret"]
+    assert not sealed.startswith("whsec_") and "whsec_" not in sealed
+    return BOX.open(sealed)
 
 
 async def test_a_generated_secret_is_shown_once_and_kept_on_update(
@@ -122,3 +130,83 @@ async def test_deliveries_page_newest_first_by_before_id(
         f"{_url(tenant)}/deliveries", params={"status": "lost"}, headers=AUTH
     )
     assert bad.status_code == 422
+
+
+async def test_a_rotated_secret_signs_beside_the_previous_one_for_a_day(
+    pipeline: Pipeline, tenant: Tenant, receiver: Receiver
+) -> None:
+    old = (await pipeline.subscribe(tenant, receiver.url))["secret"]
+    resp = await pipeline.notifier.post(f"{_url(tenant)}/rotate-secret", headers=AUTH)
+    assert resp.status_code == 200, resp.text
+    rotated = resp.json()
+    new = rotated["secret"]
+    assert new != old and new == await _stored_secret(pipeline, tenant)
+    until = datetime.fromisoformat(rotated["previous_valid_until"])
+    assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(hours=24)
+
+    assert await pipeline.submit(tenant, ExternalID="during") == "0"
+    await wait_for(lambda: len(receiver.requests) >= 1, what="the push during the overlap")
+    headers, body = receiver.requests[0]
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert verify_signature(new, headers, body) and verify_signature(old, headers, body)
+
+    # After the overlap only the new secret signs.
+    await pipeline.sql(
+        "UPDATE subscription SET previous_secret_until = now() - interval '1 second'"
+        " WHERE database_id = $1",
+        tenant.database_id,
+    )
+    assert await pipeline.submit(tenant, ExternalID="after") == "0"
+    await wait_for(lambda: len(receiver.requests) >= 2, what="the push after the overlap")
+    headers, body = receiver.requests[1]
+    assert len(headers["webhook-signature"].split(" ")) == 1
+    assert verify_signature(new, headers, body) and not verify_signature(old, headers, body)
+
+
+async def test_a_put_with_another_secret_rotates_and_the_same_one_changes_nothing(
+    pipeline: Pipeline, tenant: Tenant
+) -> None:
+    first = await pipeline.subscribe(tenant, "http://127.0.0.1:9/a", secret=OWN_SECRET)
+    assert "secret" not in first
+    await pipeline.subscribe(tenant, "http://127.0.0.1:9/a", secret=OWN_SECRET)
+    (row,) = await pipeline.sql(
+        "SELECT previous_secret FROM subscription WHERE database_id = $1", tenant.database_id
+    )
+    assert row["previous_secret"] is None
+    other = "whsec_" + base64.b64encode(bytes(range(1, 33))).decode()
+    await pipeline.subscribe(tenant, "http://127.0.0.1:9/a", secret=other)
+    (row,) = await pipeline.sql(
+        "SELECT previous_secret, previous_secret_until FROM subscription WHERE database_id = $1",
+        tenant.database_id,
+    )
+    assert BOX.open(row["previous_secret"]) == OWN_SECRET
+    assert row["previous_secret_until"] > datetime.now(UTC) + timedelta(hours=23)
+    assert await _stored_secret(pipeline, tenant) == other
+
+
+async def test_subscriptions_are_listed_and_deleted_with_their_deliveries(
+    pipeline: Pipeline, tenant: Tenant, receiver: Receiver
+) -> None:
+    for name in ("b", "a"):
+        await pipeline.subscribe(tenant, receiver.url, name)
+    listed = await pipeline.notifier.get(
+        f"/v1/admin/tenants/{tenant.database_id}/subscriptions", headers=AUTH
+    )
+    assert [s["subscription_id"] for s in listed.json()["subscriptions"]] == ["a", "b"]
+    assert all("secret" not in s for s in listed.json()["subscriptions"])
+    assert await pipeline.submit(tenant) == "0"
+    await wait_for(lambda: len(receiver.requests) >= 2, what="a push to each")
+    await wait_for(
+        lambda: pipeline.deliveries(tenant, "a", status="delivered"), what="a's delivery written"
+    )
+
+    gone = await pipeline.notifier.delete(_url(tenant, "a"), headers=AUTH)
+    assert gone.status_code == 204
+    assert (await pipeline.notifier.get(_url(tenant, "a"), headers=AUTH)).status_code == 404
+    assert (await pipeline.notifier.delete(_url(tenant, "a"), headers=AUTH)).status_code == 404
+    rows = await pipeline.sql(
+        "SELECT subscription_id FROM delivery WHERE database_id = $1", tenant.database_id
+    )
+    assert [r["subscription_id"] for r in rows] == ["b"]
+    missing = await pipeline.notifier.get("/v1/admin/tenants/NOPE_DB/subscriptions", headers=AUTH)
+    assert missing.status_code == 404

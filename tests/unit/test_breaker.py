@@ -37,10 +37,17 @@ def test_one_probe_when_the_pause_ends_and_a_failed_probe_doubles_it_up_to_the_c
     assert b.open_until == 70.0
 
 
-def test_backoff_is_full_jitter_under_the_doubling_bound() -> None:
+def test_backoff_is_full_jitter_under_the_exponential_bound() -> None:
     random.seed(7)
-    for attempt, bound in [(1, 2.0), (2, 4.0), (6, 64.0), (12, 3600.0), (30, 3600.0)]:
-        draws = [backoff_seconds(attempt, base=2.0, cap=3600.0) for _ in range(200)]
+    for attempt, bound in [
+        (1, 2.0),
+        (2, 8.0),
+        (4, 128.0),
+        (7, 8192.0),
+        (8, 21600.0),
+        (30, 21600.0),
+    ]:
+        draws = [backoff_seconds(attempt, base=2.0, cap=21600.0) for _ in range(200)]
         assert all(0 <= d <= bound for d in draws)
         assert min(draws) < bound * 0.1 and max(draws) > bound * 0.9
 

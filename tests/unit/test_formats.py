@@ -97,3 +97,18 @@ def test_invalid_secrets_are_refused(secret: str) -> None:
 )
 def test_acknowledgement(body: bytes, content_type: str, ok: bool) -> None:
     assert acknowledged(body, content_type)[0] is ok
+
+
+LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<methodResponse><params><param><value><struct><member><name>Err</name>
+<value><string>&lol3;</string></value></member></struct></value></param></params>
+</methodResponse>"""
+
+
+def test_an_xml_reply_with_entities_is_not_expanded_and_is_a_failure() -> None:
+    # Read with defusedxml's parser: expat alone would expand the entities (billion laughs).
+    ok, why = acknowledged(LAUGHS, "text/xml")
+    assert ok is False
+    assert why is not None and "EntitiesForbidden" in why

@@ -236,8 +236,13 @@ subscription = Table(
     Column("subscription_id", Text, nullable=False),
     Column("url", Text, nullable=False),
     Column("format", Text, nullable=False, server_default="json"),
-    # A signing secret must be read back to sign, so it is stored, not hashed.
+    # A signing secret must be read back to sign, so it is stored encrypted, not hashed
+    # (cdr_notifier.secretbox: a Fernet token under CDR_WEBHOOK_KEYS).
     Column("secret", Text, nullable=False),
+    # The secret before the last rotation, also encrypted: it signs too until
+    # previous_secret_until, so receivers can switch over (the header carries both).
+    Column("previous_secret", Text, nullable=True),
+    Column("previous_secret_until", DateTime(timezone=True), nullable=True),
     Column("filter", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("max_attempts", Integer, nullable=False, server_default="10"),
@@ -272,6 +277,8 @@ delivery = Table(
     # A redelivered cdr.rated event finds its delivery already recorded.
     UniqueConstraint("database_id", "subscription_id", "cdr_id", "feed_id"),
     Index(None, "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    # The retention pruner's walk: deliveries that ended, oldest first.
+    Index(None, "updated_at", postgresql_where=text("status <> 'pending'")),
 )
 
 delivery_attempt = Table(
@@ -283,6 +290,7 @@ delivery_attempt = Table(
     Column("http_status", Integer, nullable=True),
     Column("latency_ms", Integer, nullable=False),
     Column("error", Text, nullable=True),
+    Column("response_excerpt", Text, nullable=True),  # the CRM's reply, its first 2 KiB
     ForeignKeyConstraint(["delivery_id"], ["delivery.id"], ondelete="CASCADE"),
     Index(None, "delivery_id"),
 )

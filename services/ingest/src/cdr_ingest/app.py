@@ -13,7 +13,7 @@ from cdr_ingest.batch_routes import router as batch_router
 from cdr_ingest.dedupe import Submitter
 from cdr_ingest.deps import IngestLifespanState, IngestState
 from cdr_ingest.groupcommit import GroupCommit
-from cdr_ingest.pruner import Pruner
+from cdr_ingest.pruner import dedupe_pruner
 from cdr_ingest.publisher import Publisher, give_up_ms
 from cdr_ingest.repository import PgKeyStore
 from cdr_ingest.routes import compat_route, router
@@ -66,7 +66,7 @@ def create_app(
             ),
             clock=clock or (lambda: datetime.now(UTC)),
         )
-        pruner = Pruner(
+        pruner = dedupe_pruner(
             engine,
             keep_days=settings.dedupe_days,
             batch=settings.dedupe_prune_batch,

@@ -6,24 +6,46 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 
 import aiohttp
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_notifier.consumer import DeliveryRecorder
 from cdr_notifier.delivery import Dispatcher
 from cdr_notifier.deps import NotifierLifespanState, NotifierState
+from cdr_notifier.repository import prune_deliveries, reseal_stored_secrets
 from cdr_notifier.routes import queries, subscriptions
+from cdr_notifier.secretbox import SecretBox, parse_keys
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import PublicResolver
 from cdrmodel import rejections
 from cdrmodel.db import make_engine
 from cdrmodel.kafka import RATED, KafkaClient, KafkaProbe, make_consumer, run_batches, topic_name
 from cdrmodel.principals import PrincipalDirectory
+from cdrmodel.pruning import Pruner
 from cdrmodel.supervisor import Supervisor
 from cdrmodel.web import build_app, service_ops
 
 log = logging.getLogger("cdr_notifier")
+
+
+def delivery_pruner(engine: AsyncEngine, settings: NotifierSettings) -> Pruner:
+    """Deletes deliveries that ended (delivered, dead) `delivery_retention_days` ago."""
+    keep = timedelta(days=settings.delivery_retention_days)
+
+    async def ended(conn: AsyncConnection, now: datetime, limit: int) -> int:
+        return await prune_deliveries(conn, cutoff=now - keep, limit=limit)
+
+    return Pruner(
+        engine,
+        steps=[ended],
+        batch=settings.delivery_prune_batch,
+        pause=settings.delivery_prune_pause,
+        interval=settings.delivery_prune_interval,
+        what="ended deliveries",
+    )
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
@@ -56,7 +78,10 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             await run_batches(await consumer.get(), recorder.handle, max_records=1000)
 
         supervisor.spawn("recorder", record_deliveries())
-        supervisor.spawn("dispatcher", Dispatcher(engine, session, settings, wake).run())
+        supervisor.spawn("delivery-pruner", delivery_pruner(engine, settings).run())
+        box = SecretBox(parse_keys(settings.webhook_keys), admin_token=settings.admin_token)
+        supervisor.spawn("resealing", reseal_stored_secrets(engine, box), finite=True)
+        supervisor.spawn("dispatcher", Dispatcher(engine, session, settings, wake, box).run())
         ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,
@@ -69,6 +94,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             directory=PrincipalDirectory(engine),
             wake=wake,
             allow_private_webhooks=settings.allow_private_webhooks,
+            secrets=box,
         )
         log.info("notifier ready on %s:%s", settings.host, settings.port)
         try:

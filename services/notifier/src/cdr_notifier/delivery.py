@@ -26,14 +26,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cdr_notifier import repository
 from cdr_notifier.formats import acknowledged, encode, sign
 from cdr_notifier.repository import SubscriptionKey
+from cdr_notifier.secretbox import SecretBox
 from cdr_notifier.settings import NotifierSettings
-from cdr_notifier.urls import check_url
+from cdr_notifier.urls import refusal
 from cdrmodel.db import is_transient, pg_text
 from cdrmodel.errors import CdrError
 
 log = logging.getLogger(__name__)
 
 PUSHES = Counter("cdrflow_notifier_push_attempts_total", "Push attempts", ["outcome"])
+_DELIVERED, _FAILED = PUSHES.labels("delivered"), PUSHES.labels("failed")
 PUSH_SECONDS = Histogram("cdrflow_notifier_push_seconds", "Latency of push attempts", ["endpoint"])
 DELIVERIES = Counter(
     "cdrflow_notifier_deliveries_total", "Deliveries that ended, by status", ["status"]
@@ -46,6 +48,10 @@ BREAKER_OPENS = Counter(
 )
 _MAX_RESPONSE = 64 * 1024
 _MAX_ERROR_CHARS = 2000
+_EXCERPT_BYTES = 2048  # of each reply, kept on its attempt row
+# What one push came to: HTTP status, error (None: delivered), Retry-After seconds, latency
+# in ms, and the start of the reply.
+Posted = tuple[int | None, str | None, float | None, int, str | None]
 
 T = TypeVar("T")
 
@@ -65,11 +71,11 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential with full jitter: U(0, min(cap, base·2^(n-1))). With the defaults (2 s,
-    3,600 s) the first retries come within seconds, the 6th to 11th within minutes, the rest
-    within the hour (docs/delivery.md has the table)."""
-    raw = min(cap, base * (2 ** max(0, attempt - 1)))
+def backoff_seconds(attempt: int, *, base: float, cap: float, factor: float = 4.0) -> float:
+    """Exponential with full jitter: U(0, min(cap, base·factor^(n-1))) after attempt n. With
+    the defaults (2 s, times 4, 6 h) the retries after attempts 1-3 come within seconds, 4-6
+    within minutes, 7 on within hours (docs/delivery.md has the table)."""
+    raw = min(cap, base * (factor ** max(0, attempt - 1)))
     return raw * random.random()
 
 
@@ -128,6 +134,10 @@ class Endpoint:
         self.name = name
         self.slots = asyncio.Semaphore(slots)
         self.breaker = breaker
+        # Its metric children, looked up once (a labels() call per push shows in profiles).
+        self.seconds = PUSH_SECONDS.labels(name)
+        self.open_gauge = BREAKER_OPEN.labels(name)
+        self.opens = BREAKER_OPENS.labels(name)
 
 
 @dataclass
@@ -153,11 +163,13 @@ class Dispatcher:
         session: aiohttp.ClientSession,
         settings: NotifierSettings,
         wake: asyncio.Event,
+        secrets: SecretBox,
     ) -> None:
         self._engine = engine
         self._session = session
         self._settings = settings
         self._wake = wake
+        self._secrets = secrets
         self._slots = asyncio.Semaphore(settings.push_concurrency)
         self._endpoints: dict[str, Endpoint] = {}
         self._held: dict[SubscriptionKey, int] = {}  # claimed rows not yet written back
@@ -169,11 +181,10 @@ class Dispatcher:
         # Rows held at most: what fits the claim size twice, so a claim can be made while
         # the previous one is still being pushed.
         self._capacity = 2 * settings.push_claim_batch
-        cfg = settings
-        # The lease outlasts the longest a row may wait: its subscription's cap of rows
-        # through its endpoint's slots, one push_timeout each, and the push itself.
-        waits = -(-cfg.push_subscription_cap // cfg.push_endpoint_concurrency)
-        self.lease = (waits + 1) * cfg.push_timeout + 30
+        # The lease covers a push and a wait for an endpoint slot of two push timeouts; a
+        # row that waited longer goes back untried (`_attempt`), so the lease need not cover
+        # a hanging endpoint's whole queue, and a killed notifier's rows are due again soon.
+        self.lease = 3 * settings.push_timeout + 30
 
     async def run(self) -> None:
         """Claims and writes outcomes until cancelled; a failure of either (not passing
@@ -200,6 +211,8 @@ class Dispatcher:
             limit = min(free, cfg.push_claim_batch)
             claimed = await self._retrying(self._claim, limit, full, what="claiming deliveries")
             if not claimed:
+                # Nothing due, or all of it of full subscriptions: the next row written back
+                # may make room for them, new rows wake us, and a retry comes due by itself.
                 await self._idle()
                 continue
             began = time.monotonic()
@@ -238,12 +251,18 @@ class Dispatcher:
             return await repository.claim_due(conn, limit=limit, lease=self.lease, full=full)
 
     async def _idle(self) -> None:
+        """Until new deliveries are recorded (`wake`), a held row is written back (`room`),
+        or 0.5 s have passed."""
         self._wake.clear()
+        self._room.clear()
+        waits = [asyncio.ensure_future(self._wake.wait())]
+        if self._holding:
+            waits.append(asyncio.ensure_future(self._room.wait()))
         try:
-            async with asyncio.timeout(0.5):
-                await self._wake.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     # -- pushing ------------------------------------------------------------------------
 
@@ -283,20 +302,23 @@ class Dispatcher:
                 when = datetime.now(UTC) + timedelta(seconds=max(1.0, until - now))
                 return Outcome(key, _untried(d, when))
             started = datetime.now(UTC)
-            status, error, retry_after, latency_ms = await self._post(d)
+            status, error, retry_after, latency_ms, excerpt = await self._post(d)
             failed = error is not None and (status is None or status == 429 or status >= 500)
+            was_open = endpoint.breaker.is_open
             if endpoint.breaker.record(failed, time.monotonic()):
                 log.warning(
                     "endpoint %s: breaker open after failed pushes (%s)", endpoint.name, error
                 )
-                BREAKER_OPENS.labels(endpoint.name).inc()
-            BREAKER_OPEN.labels(endpoint.name).set(1 if endpoint.breaker.is_open else 0)
+                endpoint.opens.inc()
+            if endpoint.breaker.is_open != was_open:
+                endpoint.open_gauge.set(1 if endpoint.breaker.is_open else 0)
+            endpoint.seconds.observe(latency_ms / 1000)
         # Delays count from the answer: Retry-After is relative to the response, and a slow
         # CRM's answer may come push_timeout seconds after the attempt began.
         answered = datetime.now(UTC)
         attempt_no = d["attempt_count"] + 1
         ok = error is None
-        PUSHES.labels("delivered" if ok else "failed").inc()
+        (_DELIVERED if ok else _FAILED).inc()
         if ok:
             state, next_at = "delivered", answered
         elif attempt_no >= d["max_attempts"]:
@@ -306,6 +328,7 @@ class Dispatcher:
                 attempt_no,
                 base=self._settings.retry_base_seconds,
                 cap=self._settings.retry_max_seconds,
+                factor=self._settings.retry_multiplier,
             )
             if retry_after is not None:
                 delay = min(max(delay, retry_after), self._settings.retry_max_seconds)
@@ -319,6 +342,7 @@ class Dispatcher:
             "latency_ms": latency_ms,
             # A CRM's reply text is quoted in `error`: it may carry bytes text cannot hold.
             "error": None if error is None else pg_text(error, _MAX_ERROR_CHARS),
+            "response_excerpt": None if excerpt is None else pg_text(excerpt, _EXCERPT_BYTES),
         }
         update = {
             "id": d["id"],
@@ -383,8 +407,16 @@ class Dispatcher:
                 return await fn(*args)
         raise AssertionError("unreachable: the retries never stop")
 
-    async def _post(self, d: dict[str, Any]) -> tuple[int | None, str | None, float | None, int]:
-        """(HTTP status, error or None on success, Retry-After seconds, latency ms)."""
+    def _signing(self, d: dict[str, Any]) -> list[str]:
+        secrets = [self._secrets.open(d["secret"])]
+        until = d.get("previous_secret_until")
+        if d.get("previous_secret") and until is not None and until > datetime.now(UTC):
+            secrets.append(self._secrets.open(d["previous_secret"]))
+        return secrets
+
+    async def _post(self, d: dict[str, Any]) -> Posted:
+        """(HTTP status, error or None on success, Retry-After seconds, latency ms, the
+        first 2 KiB of the reply)."""
         started = time.perf_counter()
 
         def elapsed_ms() -> int:
@@ -393,9 +425,9 @@ class Dispatcher:
         try:
             # Names are held to public addresses by the session's resolver (PublicResolver),
             # at connect time, so a DNS answer cannot change between check and use.
-            await check_url(
-                d["url"], allow_private=self._settings.allow_private_webhooks, resolve=False
-            )
+            refused = refusal(d["url"], allow_private=self._settings.allow_private_webhooks)
+            if refused is not None:
+                return None, refused, None, elapsed_ms(), None
             body, content_type = encode(d["format"], d["payload"], xmlrpc_method=d["xmlrpc_method"])
             ts = int(time.time())
             headers = {
@@ -403,7 +435,11 @@ class Dispatcher:
                 "user-agent": "cdrflow-notifier/0.1",
                 "webhook-id": d["webhook_id"],
                 "webhook-timestamp": str(ts),
-                "webhook-signature": sign(d["secret"], d["webhook_id"], ts, body),
+                # Space-separated signatures: the current secret's, then during a rotation
+                # the previous one's, so a receiver still holding the old secret verifies.
+                "webhook-signature": " ".join(
+                    sign(secret, d["webhook_id"], ts, body) for secret in self._signing(d)
+                ),
             }
             timeout = aiohttp.ClientTimeout(
                 total=self._settings.push_timeout, connect=self._settings.push_connect_timeout
@@ -413,18 +449,18 @@ class Dispatcher:
             ) as resp:
                 reply = await resp.content.read(_MAX_RESPONSE)
                 latency = elapsed_ms()
-                PUSH_SECONDS.labels(endpoint_of(d["url"])).observe(latency / 1000)
+                excerpt = reply[:_EXCERPT_BYTES].decode("utf-8", "replace")
                 if not 200 <= resp.status < 300:
                     retry = retry_after_seconds(resp.headers.get("Retry-After"), datetime.now(UTC))
-                    return resp.status, f"HTTP {resp.status}", retry, latency
+                    return resp.status, f"HTTP {resp.status}", retry, latency, excerpt
                 ok, why = acknowledged(reply, resp.headers.get("content-type", ""))
-                return resp.status, (None if ok else why or "Err != 0"), None, latency
+                return resp.status, (None if ok else why or "Err != 0"), None, latency, excerpt
         except CdrError as exc:
-            return None, exc.message, None, elapsed_ms()
+            return None, exc.message, None, elapsed_ms(), None
         except TimeoutError:
-            return None, "timeout", None, elapsed_ms()
+            return None, "timeout", None, elapsed_ms(), None
         except Exception as exc:  # any failure is a failed attempt; the dispatcher goes on
-            return None, f"{type(exc).__name__}: {exc}", None, elapsed_ms()
+            return None, f"{type(exc).__name__}: {exc}", None, elapsed_ms(), None
 
 
 def _untried(d: dict[str, Any], when: datetime) -> dict[str, Any]:

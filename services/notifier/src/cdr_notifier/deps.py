@@ -9,6 +9,7 @@ from typing import Annotated, TypedDict
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cdr_notifier.secretbox import SecretBox
 from cdrmodel.principals import (
     Principal,
     PrincipalDirectory,
@@ -24,6 +25,7 @@ class NotifierState:
     directory: PrincipalDirectory
     wake: asyncio.Event  # set when new deliveries are due: the dispatcher stops idling
     allow_private_webhooks: bool
+    secrets: SecretBox  # seals and opens the subscriptions' signing secrets
 
 
 class NotifierLifespanState(TypedDict):

@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlencode
 from xml.parsers.expat import ExpatError
 
 import orjson
+from defusedxml import DefusedXmlException
+from defusedxml.xmlrpc import DefusedExpatParser
 
 SECRET_PREFIX = "whsec_"
 
@@ -89,6 +91,16 @@ def encode(fmt: str, record: dict[str, Any], *, xmlrpc_method: str) -> tuple[byt
     raise ValueError(f"unknown format {fmt!r}")
 
 
+def _xmlrpc_params(text: bytes) -> tuple[Any, ...]:
+    """`xmlrpc.client.loads` with defusedxml's parser: a CRM's reply is untrusted XML, and
+    expat alone expands entities (billion laughs) and would follow external ones."""
+    unmarshaller = xmlrpc.client.Unmarshaller()
+    parser = DefusedExpatParser(unmarshaller)
+    parser.feed(text)
+    parser.close()
+    return unmarshaller.close()  # raises Fault for a <fault> reply
+
+
 def _err_of(text: bytes) -> tuple[bool, Any, Any]:
     """(found, Err, Errdesc) from a JSON object, an XML-RPC struct or a form body, tried in
     that order whatever the content type says (CRMs often label bodies wrongly)."""
@@ -100,9 +112,11 @@ def _err_of(text: bytes) -> tuple[bool, Any, Any]:
         pass
     if text[:1] == b"<":
         try:
-            params, _method = xmlrpc.client.loads(text.decode())
+            params = _xmlrpc_params(text)
         except xmlrpc.client.Fault as fault:
             return True, f"fault {fault.faultCode}", fault.faultString
+        except DefusedXmlException as exc:  # entity expansion, external references
+            return True, "refused", f"XML reply not read ({type(exc).__name__})"
         except (ExpatError, xmlrpc.client.Error, ValueError):  # not XML-RPC: carries no Err
             return False, None, None
         first = params[0] if params else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -68,34 +69,47 @@ def _literal(host: str) -> bool:
     return True
 
 
-async def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
-    """Raises Unprocessable when the URL is malformed or names a refused address."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise Unprocessable(f"push URL is malformed: {exc}") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise Unprocessable(f"push URL must be http(s)://host/...: {url!r}")
-    if allow_private:
-        return
-    refused = Unprocessable(
+def _not_public(url: str) -> str:
+    return (
         f"push URL {url!r} is not a public address (loopback, private, link-local and "
         "shared ranges are refused; set CDR_ALLOW_PRIVATE_WEBHOOKS=true to allow)"
     )
-    if _literal(host):
-        if not is_public(host):
-            raise refused
+
+
+@lru_cache(maxsize=4096)
+def refusal(url: str, *, allow_private: bool) -> str | None:
+    """Why `url` is refused without asking DNS (malformed, not http(s), a literal address
+    that is not public), else None. Cached: the dispatcher asks on every push."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError as exc:
+        return f"push URL is malformed: {exc}"
+    if parts.scheme not in ("http", "https") or not host:
+        return f"push URL must be http(s)://host/...: {url!r}"
+    if not allow_private and _literal(host) and not is_public(host):
+        return _not_public(url)
+    return None
+
+
+async def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
+    """Raises Unprocessable when the URL is malformed or names a refused address; with
+    `resolve`, a host name must resolve to at least one public address."""
+    why = refusal(url, allow_private=allow_private)
+    if why is not None:
+        raise Unprocessable(why)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if allow_private or _literal(host) or not resolve:
         return
-    if not resolve:
-        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise Unprocessable(f"push URL host {host!r} does not resolve: {exc}") from None
     if not any(is_public(str(info[4][0])) for info in infos):
-        raise refused
+        raise Unprocessable(_not_public(url))
 
 
 class PublicResolver(ThreadedResolver):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from cdr_notifier import repository
 from cdr_notifier.deps import StateDep
 from cdr_notifier.formats import new_secret, valid_secret
+from cdr_notifier.secretbox import SecretBox
 from cdr_notifier.urls import check_url
 from cdrmodel.errors import NotFound, error_responses
 from cdrmodel.repository import require_tenant
@@ -94,19 +95,102 @@ async def put_subscription(
     }
     generated = None
     keys = {"database_id": database_id, "subscription_id": subscription_id}
+    box = state.secrets
     async with state.engine.begin() as conn:
         await require_tenant(conn, database_id)
-        existing = await repository.subscription_secret(conn, **keys)
-        if body.secret is not None:
-            values["secret"] = body.secret
+        existing = await repository.subscription_secret(conn, **keys, lock=True)
+        if body.secret is not None and existing is None:
+            values["secret"] = box.seal(body.secret)
+        elif body.secret is not None and box.open(existing or "") != body.secret:
+            values.update(_rotated(box, existing, body.secret))
         elif existing is None:
-            values["secret"] = generated = new_secret()
+            generated = new_secret()
+            values["secret"] = box.seal(generated)
         await repository.upsert_subscription(conn, **keys, values=values, current_secret=existing)
     return SubscriptionRead(
         database_id=database_id,
         subscription_id=subscription_id,
         secret=generated,
-        **{k: v for k, v in values.items() if k != "secret"},
+        **{k: v for k, v in values.items() if not k.startswith(("secret", "previous_secret"))},
+    )
+
+
+# How long the secret before a rotation keeps signing beside the new one.
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+def _rotated(box: SecretBox, previous: str | None, secret: str) -> dict[str, Any]:
+    """The columns of a rotation: the new secret, the old one signing for 24 h more."""
+    return {
+        "secret": box.seal(secret),
+        "previous_secret": previous,
+        "previous_secret_until": datetime.now(UTC) + ROTATION_OVERLAP,
+    }
+
+
+class SecretRotated(BaseModel):
+    secret: str = Field(description="The new secret: shown this once")
+    previous_valid_until: datetime = Field(
+        description="Until then pushes carry a signature with the previous secret too"
+    )
+
+
+@router.post(
+    "/{database_id}/subscriptions/{subscription_id}/rotate-secret",
+    response_model=SecretRotated,
+    summary="Generate a new signing secret; the previous one keeps signing for 24 h",
+)
+async def rotate_secret(
+    database_id: Identifier, subscription_id: Identifier, state: StateDep
+) -> SecretRotated:
+    keys = {"database_id": database_id, "subscription_id": subscription_id}
+    secret = new_secret()
+    async with state.engine.begin() as conn:
+        existing = await repository.subscription_secret(conn, **keys, lock=True)
+        if existing is None:
+            raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
+        values = _rotated(state.secrets, existing, secret)
+        await repository.set_secrets(conn, **keys, values=values)
+    return SecretRotated(secret=secret, previous_valid_until=values["previous_secret_until"])
+
+
+class SubscriptionList(BaseModel):
+    subscriptions: list[SubscriptionRead] = Field(description="By subscription_id")
+
+
+@router.get(
+    "/{database_id}/subscriptions",
+    response_model=SubscriptionList,
+    response_model_exclude_none=True,
+    summary="A tenant's subscriptions (never their secrets)",
+)
+async def list_subscriptions(database_id: Identifier, state: StateDep) -> SubscriptionList:
+    async with state.engine.connect() as conn:
+        await require_tenant(conn, database_id)
+        rows = await repository.list_subscriptions(conn, database_id=database_id)
+    return SubscriptionList(subscriptions=[_read(r) for r in rows])
+
+
+@router.delete(
+    "/{database_id}/subscriptions/{subscription_id}",
+    status_code=204,
+    summary="Delete a subscription with its deliveries and their attempts",
+)
+async def delete_subscription(
+    database_id: Identifier, subscription_id: Identifier, state: StateDep
+) -> Response:
+    async with state.engine.begin() as conn:
+        found = await repository.delete_subscription(
+            conn, database_id=database_id, subscription_id=subscription_id
+        )
+    if not found:
+        raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
+    return Response(status_code=204)
+
+
+def _read(row: dict[str, Any]) -> SubscriptionRead:
+    return SubscriptionRead(
+        **{k: row[k] for k in SubscriptionRead.model_fields if k in row and k != "secret"}
     )
 
 
@@ -124,8 +208,7 @@ async def get_subscription(
         )
     if row is None:
         raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
-    data = {k: row[k] for k in SubscriptionRead.model_fields if k in row and k != "secret"}
-    return SubscriptionRead(**data)
+    return _read(row)
 
 
 class AttemptRead(BaseModel):
@@ -133,6 +216,9 @@ class AttemptRead(BaseModel):
     http_status: int | None
     latency_ms: int
     error: str | None = Field(description="Why the attempt failed; null when it succeeded")
+    response_excerpt: str | None = Field(
+        None, description="The start of the CRM's reply (2 KiB at most); null without one"
+    )
 
 
 class DeliveryRead(BaseModel):
