@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast fuzz lint bench clean help
+.PHONY: install run test test-fast fuzz lint bench docs clean help
 
 help:
 	@echo "make run    - start ingest :8081, rater :8082, notifier :8083 on embedded PostgreSQL + Tansu"
 	@echo "make test   - lint and run every test (unit, integration, end-to-end, crash)"
 	@echo "make bench  - measure throughput, write docs/benchmarks.md"
 	@echo "make fuzz   - the fuzz tier ten times deeper than make test draws it"
+	@echo "make docs   - regenerate the configuration reference in docs/operations.md"
 	@echo "make lint   - ruff, mypy and the import-linter contracts"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -45,6 +46,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/lint-imports
+
+docs: $(STAMP)
+	$(BIN)/python -m cdrflow_dev.config_reference --write
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -28,12 +28,14 @@ class CommonSettings(BaseSettings):
     )
     # No default: a deployment that forgets it must not run with a token everyone knows.
     admin_token: str = Field(min_length=8, description="Bearer token of admin APIs.")
-    host: str = "127.0.0.1"
-    log_level: str = "info"
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    log_level: str = Field("info", description="Lowest level logged: debug, info, warning, error.")
     log_format: Literal["json", "console"] = Field(
         "json", description="json: one object a line for collectors; console: for people."
     )
-    db_pool_size: int = Field(10, ge=1)
+    db_pool_size: int = Field(
+        10, ge=1, description="PostgreSQL connections kept per process (as many again on bursts)."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -8,7 +8,7 @@ from cdrmodel.settings import CommonSettings
 
 
 class IngestSettings(CommonSettings):
-    port: int = Field(8081, alias="CDR_INGEST_PORT", ge=1, le=65535)
+    port: int = Field(8081, alias="CDR_INGEST_PORT", ge=1, le=65535, description="HTTP port.")
     produce_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for the broker's ack before answering 50503."
     )

@@ -9,7 +9,7 @@ from cdrmodel.settings import CommonSettings
 
 
 class NotifierSettings(CommonSettings):
-    port: int = Field(8083, alias="CDR_NOTIFIER_PORT", ge=1, le=65535)
+    port: int = Field(8083, alias="CDR_NOTIFIER_PORT", ge=1, le=65535, description="HTTP port.")
     notifier_group: str = Field("cdr-notifier", description="Kafka consumer group.")
     allow_private_webhooks: bool = Field(
         False, description="Allow push URLs on loopback, private or link-local addresses."
@@ -39,7 +39,9 @@ class NotifierSettings(CommonSettings):
     breaker_open_seconds: float = Field(
         30.0, gt=0, description="First pause of an open breaker before it probes (doubles)."
     )
-    breaker_max_open_seconds: float = Field(600.0, gt=0)
+    breaker_max_open_seconds: float = Field(
+        600.0, gt=0, description="Longest pause of an open breaker."
+    )
     retry_base_seconds: float = Field(
         2.0, gt=0, description="Bound of the first retry's delay (full jitter under it)."
     )
@@ -50,9 +52,15 @@ class NotifierSettings(CommonSettings):
     delivery_retention_days: int = Field(
         30, ge=1, description="Days delivered and dead deliveries (and attempts) are kept."
     )
-    delivery_prune_batch: int = Field(1000, ge=1, le=100_000)
-    delivery_prune_pause: float = Field(0.1, ge=0)
-    delivery_prune_interval: float = Field(600.0, gt=0)
+    delivery_prune_batch: int = Field(
+        1000, ge=1, le=100_000, description="Ended deliveries deleted per pruning statement."
+    )
+    delivery_prune_pause: float = Field(
+        0.1, ge=0, description="Seconds between two pruning batches."
+    )
+    delivery_prune_interval: float = Field(
+        600.0, gt=0, description="Seconds between two pruning passes."
+    )
     webhook_keys: str = Field(
         "",
         description="Fernet keys that encrypt webhook secrets at rest, comma-separated, newest"

@@ -8,7 +8,7 @@ from cdrmodel.settings import CommonSettings
 
 
 class RaterSettings(CommonSettings):
-    port: int = Field(8082, alias="CDR_RATER_PORT", ge=1, le=65535)
+    port: int = Field(8082, alias="CDR_RATER_PORT", ge=1, le=65535, description="HTTP port.")
     rater_group: str = Field("cdr-rater", description="Kafka consumer group of the raters.")
     rater_batch: int = Field(1000, ge=1, le=10000, description="Records per consumed batch.")
     rerate_batch: int = Field(
