@@ -8,6 +8,7 @@ delivery is pushed again with the same webhook-id, so receivers can de-duplicate
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -181,10 +182,11 @@ class Dispatcher:
         # Rows held at most: what fits the claim size twice, so a claim can be made while
         # the previous one is still being pushed.
         self._capacity = 2 * settings.push_claim_batch
-        # The lease covers a push and a wait for an endpoint slot of two push timeouts; a
+        # The lease covers a wait for an endpoint slot of two push timeouts, a push, and 10 s
+        # for the outcome's write and the clocks (the lease is the database's); a
         # row that waited longer goes back untried (`_attempt`), so the lease need not cover
         # a hanging endpoint's whole queue, and a killed notifier's rows are due again soon.
-        self.lease = 3 * settings.push_timeout + 30
+        self.lease = 3 * settings.push_timeout + 10
 
     async def run(self) -> None:
         """Claims and writes outcomes until cancelled; a failure of either (not passing
@@ -428,7 +430,13 @@ class Dispatcher:
             refused = refusal(d["url"], allow_private=self._settings.allow_private_webhooks)
             if refused is not None:
                 return None, refused, None, elapsed_ms(), None
-            body, content_type = encode(d["format"], d["payload"], xmlrpc_method=d["xmlrpc_method"])
+            if d["format"] == "json":
+                # The stored record's JSON text as it is: the same object the json format
+                # sends, without decoding it into Python and encoding it again for each push.
+                body, content_type = d["payload_json"].encode(), "application/json"
+            else:
+                record = json.loads(d["payload_json"])
+                body, content_type = encode(d["format"], record, xmlrpc_method=d["xmlrpc_method"])
             ts = int(time.time())
             headers = {
                 "content-type": content_type,
