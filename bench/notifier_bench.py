@@ -11,10 +11,8 @@ concurrency to the same receiver; the same nine subscriptions without a hanging 
 from __future__ import annotations
 
 import asyncio
-import base64
 import math
 import os
-import secrets
 import sys
 import time
 import uuid
@@ -33,7 +31,7 @@ import httpx
 import orjson
 import uvloop
 
-from cdr_notifier.formats import encode, sign
+from cdr_notifier.formats import encode, new_secret, sign
 from cdr_notifier.service import webhook_id
 from cdr_notifier.settings import NotifierSettings
 from cdrflow_dev.processes import ServiceProcess
@@ -171,10 +169,6 @@ def rated_record(tenant: str, cdr_id: uuid.UUID, i: int, now: datetime) -> dict[
         "currency": "USD",
     }
     return render_record(row, timezone="America/Toronto")
-
-
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 async def connect(pg_port: int) -> asyncpg.Connection:
@@ -948,40 +942,12 @@ def _load(avg: tuple[float, float, float]) -> str:
 def main() -> None:
     """`python bench/notifier_bench.py [deliveries]`: the notifier rows alone, on a throwaway
     PostgreSQL and Tansu, printed (`make bench` writes them into docs/benchmarks.md)."""
-    import tempfile
-
-    from stack import free_port
-
-    from cdrflow_dev.infra import EmbeddedPostgres, Tansu
-    from cdrmodel.migrate import upgrade
+    from stack import standalone
 
     deliveries = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    began = time.monotonic()
-
-    def log(message: str) -> None:
-        print(f"[notifier bench {time.monotonic() - began:6.1f}s] {message}", flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="cdrflow-notifier-bench-") as tmp:
-        workdir = Path(tmp)
-        pg = EmbeddedPostgres(workdir / "pg", free_port())
-        tansu = Tansu(free_port(), workdir / "tansu.log")
-        try:
-            pg.start()
-            tansu.start()
-            upgrade(pg.url())
-            result = measure_notifier(
-                pg_port=pg.port,
-                bootstrap=tansu.bootstrap,
-                database_url=pg.url(),
-                workdir=workdir,
-                free_port=free_port,
-                log=log,
-                deliveries=deliveries,
-            )
-            print(render_section(result))
-        finally:
-            tansu.stop()
-            pg.stop()
+    with standalone("notifier") as infra:
+        result = measure_notifier(**infra.section_args(), deliveries=deliveries)
+        print(render_section(result))
 
 
 if __name__ == "__main__":

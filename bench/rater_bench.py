@@ -392,41 +392,13 @@ def main() -> None:
     """`python bench/rater_bench.py [events]`: the rater rows alone, on a throwaway PostgreSQL
     and Tansu, printed (`make bench` writes them into docs/benchmarks.md)."""
     import sys
-    import tempfile
 
-    from stack import free_port
-
-    from cdrflow_dev.infra import EmbeddedPostgres, Tansu
-    from cdrmodel.migrate import upgrade
+    from stack import standalone
 
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    began = time.monotonic()
-
-    def log(message: str) -> None:
-        print(f"[rater bench {time.monotonic() - began:6.1f}s] {message}", flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="cdrflow-rater-bench-") as tmp:
-        workdir = Path(tmp)
-        pg = EmbeddedPostgres(workdir / "pg", free_port())
-        tansu = Tansu(free_port(), workdir / "tansu.log")
-        try:
-            pg.start()
-            tansu.start()
-            upgrade(pg.url())
-            result = measure_rater(
-                pg_port=pg.port,
-                bootstrap=tansu.bootstrap,
-                database_url=pg.url(),
-                workdir=workdir,
-                free_port=free_port,
-                log=log,
-                events=events,
-                distinct=DISTINCT_NUMBERS,
-            )
-            print(render_section(result))
-        finally:
-            tansu.stop()
-            pg.stop()
+    with standalone("rater") as infra:
+        result = measure_rater(**infra.section_args(), events=events, distinct=DISTINCT_NUMBERS)
+        print(render_section(result))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -364,35 +365,33 @@ def ingest_memory(pid: int) -> Memory:
     return Memory(peak_mb=fields.get("VmHWM", 0.0), now_mb=fields.get("VmRSS", 0.0))
 
 
-def measure_raters(stack: BenchStack, args: argparse.Namespace) -> RaterMeasurements:
-    """The rater rows, after the services above are stopped so they take no CPU from them."""
+def on_stopped_stack(stack: BenchStack) -> dict[str, Any]:
+    """What a section that starts its own processes needs of the stack, after its services
+    are stopped so they take no CPU from it."""
     for proc in stack.services.values():
         proc.stop()
     assert stack.pg is not None
+    return {
+        "pg_port": stack.pg_port,
+        "bootstrap": stack.bootstrap,
+        "database_url": stack.pg.url(),
+        "workdir": stack.workdir,
+        "free_port": free_port,
+        "log": log,
+    }
+
+
+def measure_raters(stack: BenchStack, args: argparse.Namespace) -> RaterMeasurements:
+    """The rater rows, each run on rater processes of its own."""
     return measure_rater(
-        pg_port=stack.pg_port,
-        bootstrap=stack.bootstrap,
-        database_url=stack.pg.url(),
-        workdir=stack.workdir,
-        free_port=free_port,
-        log=log,
-        events=args.rater_events,
-        distinct=DISTINCT_NUMBERS,
+        **on_stopped_stack(stack), events=args.rater_events, distinct=DISTINCT_NUMBERS
     )
 
 
 def measure_notifiers(stack: BenchStack, args: argparse.Namespace) -> NotifierMeasurements:
-    """The notifier rows, last, with the services stopped: each run starts its own notifier."""
-    for proc in stack.services.values():
-        proc.stop()
-    assert stack.pg is not None
+    """The notifier rows, last: each run starts its own notifier."""
     return measure_notifier(
-        pg_port=stack.pg_port,
-        bootstrap=stack.bootstrap,
-        database_url=stack.pg.url(),
-        workdir=stack.workdir,
-        free_port=free_port,
-        log=log,
+        **on_stopped_stack(stack),
         deliveries=args.notifier_deliveries,
         duration=args.duration,
         warmup=args.warmup,

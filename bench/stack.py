@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from signal import SIGINT, SIGTERM
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -34,6 +38,50 @@ def free_port() -> int:
         port = infra.free_port()
         if port not in RESERVED_PORTS:
             return port
+
+
+@dataclass(frozen=True)
+class Standalone:
+    """A throwaway migrated PostgreSQL and Tansu for one bench section run on its own."""
+
+    pg: EmbeddedPostgres
+    tansu: Tansu
+    workdir: Path
+    log: Callable[[str], None]
+
+    def section_args(self) -> dict[str, Any]:
+        """The keyword arguments every measure_* of a section takes, on this infrastructure."""
+        return {
+            "pg_port": self.pg.port,
+            "bootstrap": self.tansu.bootstrap,
+            "database_url": self.pg.url(),
+            "workdir": self.workdir,
+            "free_port": free_port,
+            "log": self.log,
+        }
+
+
+@contextmanager
+def standalone(name: str) -> Iterator[Standalone]:
+    """`python bench/<name>_bench.py`: a throwaway PostgreSQL and Tansu, and a log that
+    prints `[<name> bench  12.3s] ...`; everything stops and is deleted afterwards."""
+    began = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{name} bench {time.monotonic() - began:6.1f}s] {message}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix=f"cdrflow-{name}-bench-") as tmp:
+        workdir = Path(tmp)
+        pg = EmbeddedPostgres(workdir / "pg", free_port())
+        tansu = Tansu(free_port(), workdir / "tansu.log")
+        try:
+            pg.start()
+            tansu.start()
+            upgrade(pg.url())
+            yield Standalone(pg, tansu, workdir, log)
+        finally:
+            tansu.stop()
+            pg.stop()
 
 
 class BenchStack:

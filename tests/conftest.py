@@ -19,7 +19,7 @@ from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
 from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
 from cdrmodel.migrate import upgrade
-from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant
+from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant, running
 
 
 @dataclass
@@ -105,15 +105,8 @@ def stack(infra: Infra) -> Iterator[Stack]:
         name: ServiceProcess(name, free_port(), infra.env(), log_path=infra.logs / f"{name}.log")
         for name in ("ingest", "rater", "notifier")
     }
-    try:
-        for proc in procs.values():
-            proc.start()
-        for proc in procs.values():
-            proc.wait_ready(90)
+    with running(procs.values()):
         yield Stack(**procs)
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 @pytest.fixture

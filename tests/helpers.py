@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import time
 import uuid
 import xmlrpc.client
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -16,6 +18,8 @@ import httpx
 import orjson
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from cdrflow_dev.processes import ServiceProcess
 
 T = TypeVar("T")
 
@@ -159,7 +163,9 @@ def verify_signature(secret: str, headers: dict[str, str], body: bytes) -> bool:
 @dataclass
 class Receiver:
     """A CRM on loopback: records every request (and when it came: `arrivals`, `answered`,
-    wall-clock seconds); waits `delay(n)` seconds, then answers what `reply(n)` says."""
+    wall-clock seconds; `spans`: each request's (arrival, answer) in monotonic seconds, in
+    the order of `requests`, the answer infinite while it is pending); waits `delay(n)`
+    seconds, then answers what `reply(n)` says."""
 
     port: int = 0
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
@@ -171,6 +177,7 @@ class Receiver:
     delay: Callable[[int], float] = lambda n: 0.0
     arrivals: list[float] = field(default_factory=list)
     answered: list[float] = field(default_factory=list)
+    spans: list[tuple[float, float]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
     @property
@@ -182,11 +189,14 @@ class Receiver:
             body = await request.read()
             self.arrivals.append(time.time())
             self.requests.append(({k.lower(): v for k, v in request.headers.items()}, body))
+            arrived = time.monotonic()
+            self.spans.append((arrived, math.inf))
             n = len(self.requests)
             status, text, headers = self.reply(n)
             if pause := self.delay(n):
                 await asyncio.sleep(pause)  # a slow CRM, not a wait for a condition
             self.answered.append(time.time())
+            self.spans[n - 1] = (arrived, time.monotonic())
             return web.Response(status=status, text=text, headers=headers)
 
         app = web.Application()
@@ -212,3 +222,19 @@ def decode_push(fmt: str, body: bytes) -> dict[str, Any]:
         return {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
     params, _method = xmlrpc.client.loads(body.decode())
     return dict(params[0])
+
+
+@contextmanager
+def running(procs: Iterable[ServiceProcess], ready_timeout: float = 90) -> Iterator[None]:
+    """Start every process, then wait until each is ready; stop them all when the block
+    ends (or when one never gets ready)."""
+    procs = list(procs)
+    try:
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.wait_ready(ready_timeout)
+        yield
+    finally:
+        for proc in procs:
+            proc.stop()

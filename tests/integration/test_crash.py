@@ -14,7 +14,7 @@ from cdrflow_dev.infra import free_port
 from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
 from tests.conftest import Infra
-from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant, wait_for
+from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant, running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +36,8 @@ def crash_stack(infra: Infra) -> Iterator[dict[str, ServiceProcess]]:
         name: ServiceProcess(name, free_port(), env, log_path=infra.logs / f"crash-{name}.log")
         for name in ("ingest", "rater")
     }
-    try:
-        for proc in procs.values():
-            proc.start()
-        for proc in procs.values():
-            proc.wait_ready(90)
+    with running(procs.values()):
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 async def _submit_all(ingest_url: str, tenant: Tenant, codes: list[str], **fields: str) -> None:

@@ -16,7 +16,7 @@ from cdrflow_dev.infra import free_port
 from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
 from tests.conftest import Infra, Stack
-from tests.helpers import create_tenant, unique_id, wait_for
+from tests.helpers import create_tenant, running, unique_id, wait_for
 from tests.integration.compat_clients import Ledger, stored_by_external_id
 
 pytestmark = pytest.mark.slow
@@ -31,15 +31,8 @@ def replicas(infra: Infra, stack: Stack) -> Iterator[list[ServiceProcess]]:
         )
         for n in (1, 2)
     ]
-    try:
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.wait_ready(90)
+    with running(procs):
         yield procs
-    finally:
-        for proc in procs:
-            proc.stop()
 
 
 @dataclass

@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 
 import aiohttp
 import asyncpg
 import httpx
 import orjson
 import pytest
-from aiohttp import web
 
 from cdrflow_dev.infra import free_port
 from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
 from cdrmodel.migrate import upgrade
 from tests.conftest import Infra
-from tests.helpers import ADMIN_TOKEN, Receiver, Tenant, create_tenant, wait_for
+from tests.helpers import ADMIN_TOKEN, Receiver, Tenant, create_tenant, running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -69,15 +66,8 @@ def pipeline(infra: Infra, database_url: str) -> Iterator[dict[str, ServiceProce
         name: ServiceProcess(name, free_port(), env, log_path=infra.logs / f"ncrash-{name}.log")
         for name in ("ingest", "rater")
     }
-    try:
-        for proc in procs.values():
-            proc.start()
-        for proc in procs.values():
-            proc.wait_ready(90)
+    with running(procs.values()):
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
 
 
 @pytest.fixture
@@ -250,48 +240,20 @@ async def test_notifier_killed_mid_delivery_delivers_every_cdr_at_least_once(
         await receiver.stop()
 
 
-@dataclass
-class TimedReceiver:
-    """A CRM on loopback that takes `delay` seconds per push and keeps, for each webhook-id,
-    when each of its pushes arrived and when it was answered (monotonic seconds)."""
+def _overlapping(receiver: Receiver) -> dict[str, list[tuple[float, float]]]:
+    """The webhook-ids the receiver had two pushes of in flight at one moment."""
+    by_id: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for (headers, _), span in zip(receiver.requests, receiver.spans, strict=True):
+        by_id[headers["webhook-id"]].append(span)
+    return {
+        webhook_id: sorted(spans)
+        for webhook_id, spans in by_id.items()
+        if any(b[0] < a[1] for a, b in itertools.pairwise(sorted(spans)))
+    }
 
-    delay: float
-    pushes: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
-    cdr_ids: set[str] = field(default_factory=set)
-    url: str = ""
-    _runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
-        async def handle(request: web.Request) -> web.Response:
-            body = await request.read()
-            arrived = time.monotonic()
-            await asyncio.sleep(self.delay)  # a slow CRM, not a wait for a condition
-            self.pushes[request.headers["webhook-id"]].append((arrived, time.monotonic()))
-            self.cdr_ids.add(orjson.loads(body)["cdr_id"])
-            status, text, headers = OK
-            return web.Response(status=status, text=text, headers=headers)
-
-        app = web.Application()
-        app.router.add_post("/hook", handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/hook"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def overlapping(self) -> dict[str, list[tuple[float, float]]]:
-        """The webhook-ids with two pushes in flight at one moment."""
-        found = {}
-        for webhook_id, spans in self.pushes.items():
-            spans = sorted(spans)
-            if any(b[0] < a[1] for a, b in itertools.pairwise(spans)):
-                found[webhook_id] = spans
-        return found
+def _cdr_ids(receiver: Receiver) -> set[str]:
+    return {orjson.loads(body)["cdr_id"] for _, body in receiver.requests}
 
 
 async def _pushes_made(notifier: ServiceProcess) -> float:
@@ -315,7 +277,7 @@ async def test_two_notifiers_never_push_one_delivery_at_the_same_time(
     replicas = [notifier_factory("notifier-a"), notifier_factory("notifier-b")]
     await _ready(*replicas)
     tenant = await create_tenant(rater.url)
-    receiver = TimedReceiver(delay=0.02)
+    receiver = Receiver(delay=lambda n: 0.02)
     await receiver.start()
     try:
         await _subscribe(replicas[0].url, tenant, receiver.url)
@@ -323,7 +285,7 @@ async def test_two_notifiers_never_push_one_delivery_at_the_same_time(
         assert codes.count("0") == total, f"ingest answers: {set(codes)}"
 
         async def all_delivered() -> bool:
-            return len(receiver.cdr_ids) >= total and total == await _count(
+            return len(_cdr_ids(receiver)) >= total and total == await _count(
                 db,
                 "SELECT count(*) FROM delivery WHERE database_id = $1 AND status = 'delivered'",
                 tenant.database_id,
@@ -331,8 +293,8 @@ async def test_two_notifiers_never_push_one_delivery_at_the_same_time(
 
         await wait_for(all_delivered, timeout=60, interval=0.2, what="every CDR delivered")
 
-        assert receiver.cdr_ids == await _stored_cdr_ids(db, tenant.database_id)
-        overlapping = receiver.overlapping()
+        assert _cdr_ids(receiver) == await _stored_cdr_ids(db, tenant.database_id)
+        overlapping = _overlapping(receiver)
         assert not overlapping, f"pushed twice at once: {list(overlapping.items())[:5]}"
         made = [await _pushes_made(proc) for proc in replicas]
         assert all(n > 0 for n in made), f"push attempts per replica: {made}"

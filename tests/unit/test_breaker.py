@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from cdr_notifier.delivery import Breaker, backoff_seconds, endpoint_of
+from cdr_notifier.delivery import Breaker, backoff_seconds
+from cdr_notifier.urls import endpoint_of
 
 
 def _breaker() -> Breaker:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import stamina
@@ -29,9 +28,8 @@ from cdr_notifier.formats import acknowledged, encode, sign
 from cdr_notifier.repository import SubscriptionKey
 from cdr_notifier.secretbox import SecretBox
 from cdr_notifier.settings import NotifierSettings
-from cdr_notifier.urls import refusal
+from cdr_notifier.urls import endpoint_of, refusal
 from cdrmodel.db import is_transient, pg_text
-from cdrmodel.errors import CdrError
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +76,6 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, factor: float = 4.
     within minutes, 7 on within hours (docs/delivery.md has the table)."""
     raw = min(cap, base * (factor ** max(0, attempt - 1)))
     return raw * random.random()
-
-
-def endpoint_of(url: str) -> str:
-    """What the per-endpoint limit and the breaker count by: scheme://host:port."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
 
 
 class Breaker:
@@ -172,6 +163,9 @@ class Dispatcher:
         self._wake = wake
         self._secrets = secrets
         self._slots = asyncio.Semaphore(settings.push_concurrency)
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.push_timeout, connect=settings.push_connect_timeout
+        )
         self._endpoints: dict[str, Endpoint] = {}
         self._held: dict[SubscriptionKey, int] = {}  # claimed rows not yet written back
         self._holding = 0
@@ -346,14 +340,7 @@ class Dispatcher:
             "error": None if error is None else pg_text(error, _MAX_ERROR_CHARS),
             "response_excerpt": None if excerpt is None else pg_text(excerpt, _EXCERPT_BYTES),
         }
-        update = {
-            "id": d["id"],
-            "lease": d["lease"],
-            "status": state,
-            "attempt_count": attempt_no,
-            "next_attempt_at": next_at,
-        }
-        return Outcome(key, update, attempt, gone=status == 410)
+        return Outcome(key, _update(d, state, attempt_no, next_at), attempt, gone=status == 410)
 
     # -- writing outcomes ---------------------------------------------------------------
 
@@ -411,8 +398,8 @@ class Dispatcher:
 
     def _signing(self, d: dict[str, Any]) -> list[str]:
         secrets = [self._secrets.open(d["secret"])]
-        until = d.get("previous_secret_until")
-        if d.get("previous_secret") and until is not None and until > datetime.now(UTC):
+        until = d["previous_secret_until"]
+        if d["previous_secret"] and until is not None and until > datetime.now(UTC):
             secrets.append(self._secrets.open(d["previous_secret"]))
         return secrets
 
@@ -449,11 +436,8 @@ class Dispatcher:
                     sign(secret, d["webhook_id"], ts, body) for secret in self._signing(d)
                 ),
             }
-            timeout = aiohttp.ClientTimeout(
-                total=self._settings.push_timeout, connect=self._settings.push_connect_timeout
-            )
             async with self._session.post(
-                d["url"], data=body, headers=headers, timeout=timeout, allow_redirects=False
+                d["url"], data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as resp:
                 reply = await resp.content.read(_MAX_RESPONSE)
                 latency = elapsed_ms()
@@ -463,20 +447,23 @@ class Dispatcher:
                     return resp.status, f"HTTP {resp.status}", retry, latency, excerpt
                 ok, why = acknowledged(reply, resp.headers.get("content-type", ""))
                 return resp.status, (None if ok else why or "Err != 0"), None, latency, excerpt
-        except CdrError as exc:
-            return None, exc.message, None, elapsed_ms(), None
         except TimeoutError:
             return None, "timeout", None, elapsed_ms(), None
         except Exception as exc:  # any failure is a failed attempt; the dispatcher goes on
             return None, f"{type(exc).__name__}: {exc}", None, elapsed_ms(), None
 
 
-def _untried(d: dict[str, Any], when: datetime) -> dict[str, Any]:
-    """The update that hands a claimed delivery back, no attempt made, due at `when`."""
+def _update(d: dict[str, Any], status: str, attempt_count: int, when: datetime) -> dict[str, Any]:
+    """A claimed delivery's new state, written only while this claim's lease holds."""
     return {
         "id": d["id"],
         "lease": d["lease"],
-        "status": "pending",
-        "attempt_count": d["attempt_count"],
+        "status": status,
+        "attempt_count": attempt_count,
         "next_attempt_at": when,
     }
+
+
+def _untried(d: dict[str, Any], when: datetime) -> dict[str, Any]:
+    """The update that hands a claimed delivery back, no attempt made, due at `when`."""
+    return _update(d, "pending", d["attempt_count"], when)

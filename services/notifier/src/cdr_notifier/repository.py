@@ -74,6 +74,10 @@ _INSERT_ATTEMPTS = (
     " SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],"
     " $6::text[])"
 )
+_DISABLE = (
+    "UPDATE subscription SET enabled = false, updated_at = now()"
+    " WHERE (database_id, subscription_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+)
 _OUTCOME_COLUMNS = ("id", "lease", "status", "attempt_count", "next_attempt_at")
 _UPDATE_OUTCOMES = (
     "UPDATE delivery d SET status = u.status, attempt_count = u.attempt_count,"
@@ -126,15 +130,9 @@ async def record_outcomes(
         await conn.exec_driver_sql(
             _UPDATE_OUTCOMES, tuple([u[c] for u in updates] for c in _OUTCOME_COLUMNS)
         )
-    for database_id, subscription_id in sorted(set(disable)):
-        await conn.execute(
-            update(subscription)
-            .where(
-                subscription.c.database_id == database_id,
-                subscription.c.subscription_id == subscription_id,
-            )
-            .values(enabled=False, updated_at=func.now())
-        )
+    if disable:
+        keys = sorted(set(disable))
+        await conn.exec_driver_sql(_DISABLE, ([k[0] for k in keys], [k[1] for k in keys]))
 
 
 # Subscriptions and deliveries, for the admin routes
@@ -230,6 +228,10 @@ async def get_subscription(
     return dict(row) if row is not None else None
 
 
+def subscription_not_found(database_id: str, subscription_id: str) -> NotFound:
+    return NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
+
+
 async def require_subscription(
     conn: AsyncConnection, *, database_id: str, subscription_id: str
 ) -> None:
@@ -237,7 +239,7 @@ async def require_subscription(
         await subscription_secret(conn, database_id=database_id, subscription_id=subscription_id)
         is None
     ):
-        raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
+        raise subscription_not_found(database_id, subscription_id)
 
 
 async def list_deliveries(
@@ -390,7 +392,7 @@ async def reseal_stored_secrets(engine: AsyncEngine, box: SecretBox, *, batch: i
                         )
                         if value is not None and box.stale(value)
                     }
-                except InvalidToken:
+                except InvalidToken as exc:
                     # Sealed under a key that is gone: its pushes fail with that reason (in
                     # the attempt log); the other subscriptions are resealed all the same.
                     unreadable += 1
@@ -398,17 +400,14 @@ async def reseal_stored_secrets(engine: AsyncEngine, box: SecretBox, *, batch: i
                         "webhook secret of subscription %s/%s: %s",
                         r.database_id,
                         r.subscription_id,
-                        "sealed with a key not in CDR_WEBHOOK_KEYS",
+                        exc,
                     )
                     continue
                 if values:
                     changed += 1
                     await conn.execute(
                         update(subscription)
-                        .where(
-                            subscription.c.database_id == r.database_id,
-                            subscription.c.subscription_id == r.subscription_id,
-                        )
+                        .where(_key(r.database_id, r.subscription_id))
                         .values(**values)
                     )
         if len(rows) < batch:

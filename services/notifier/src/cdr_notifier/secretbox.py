@@ -50,6 +50,10 @@ def parse_keys(value: str) -> list[bytes]:
     return [k.encode() for k in keys]
 
 
+def _unknown_key() -> InvalidToken:
+    return InvalidToken("a webhook secret is sealed with a key not in CDR_WEBHOOK_KEYS")
+
+
 class SecretBox:
     def __init__(self, keys: Sequence[bytes], *, admin_token: str) -> None:
         every = [*keys, derived_key(admin_token)]
@@ -70,9 +74,7 @@ class SecretBox:
             try:
                 found = self._all.decrypt(stored.encode()).decode()
             except InvalidToken:
-                raise InvalidToken(
-                    "a webhook secret is sealed with a key not in CDR_WEBHOOK_KEYS"
-                ) from None
+                raise _unknown_key() from None
             if len(self._opened) > 10_000:
                 self._opened.clear()
             self._opened[stored] = found
@@ -89,4 +91,10 @@ class SecretBox:
         return False
 
     def reseal(self, stored: str) -> str:
-        return self.seal(self.open(stored))
+        """`stored` sealed with the first key (MultiFernet.rotate keeps its timestamp)."""
+        if not stored.startswith(_TOKEN_PREFIX):
+            return self.seal(stored)
+        try:
+            return self._all.rotate(stored.encode()).decode()
+        except InvalidToken:
+            raise _unknown_key() from None

@@ -69,6 +69,16 @@ def _literal(host: str) -> bool:
     return True
 
 
+def _port(scheme: str, port: int | None) -> int:
+    return port or (443 if scheme == "https" else 80)
+
+
+def endpoint_of(url: str) -> str:
+    """What the per-endpoint limit and the breaker count by: scheme://host:port."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{_port(parts.scheme, parts.port)}"
+
+
 def _not_public(url: str) -> str:
     return (
         f"push URL {url!r} is not a public address (loopback, private, link-local and "
@@ -103,7 +113,7 @@ async def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> N
     host = parts.hostname or ""
     if allow_private or _literal(host) or not resolve:
         return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = _port(parts.scheme, parts.port)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:

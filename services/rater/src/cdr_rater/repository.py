@@ -91,10 +91,8 @@ async def _read_decks(
             found = lines.get((r.deck_kind, r.deck_id))
             if found is not None:  # a line whose owner row is gone is no deck
                 found.append(_line(r, share))
-    decks = {}
-    for key in keys:  # each deck's prefix index is built here, once per deck version
-        decks[key] = RateDeck(lines.pop(key))
-    return decks
+    # Each deck's prefix index is built here, once per deck version.
+    return {key: RateDeck(lines.pop(key)) for key in keys}
 
 
 def _line(r: Row[Any], share: Callable[[Any], Any]) -> RateLine:

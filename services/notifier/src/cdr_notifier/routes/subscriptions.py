@@ -148,7 +148,7 @@ async def rotate_secret(
     async with state.engine.begin() as conn:
         existing = await repository.subscription_secret(conn, **keys, lock=True)
         if existing is None:
-            raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
+            raise repository.subscription_not_found(database_id, subscription_id)
         values = _rotated(state.secrets, existing, secret)
         await repository.set_secrets(conn, **keys, values=values)
     return SecretRotated(secret=secret, previous_valid_until=values["previous_secret_until"])
@@ -184,7 +184,7 @@ async def delete_subscription(
             conn, database_id=database_id, subscription_id=subscription_id
         )
     if not found:
-        raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
+        raise repository.subscription_not_found(database_id, subscription_id)
     return Response(status_code=204)
 
 
@@ -207,7 +207,7 @@ async def get_subscription(
             conn, database_id=database_id, subscription_id=subscription_id
         )
     if row is None:
-        raise NotFound(f"subscription {subscription_id!r} of tenant {database_id!r} not found")
+        raise repository.subscription_not_found(database_id, subscription_id)
     return _read(row)
 
 
