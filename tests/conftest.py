@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,19 @@ class Infra:
             await conn.execute(statement)
         finally:
             await conn.close()
+
+    @contextmanager
+    def own_database(self, name: str) -> Iterator[str]:
+        """A migrated database of its own, dropped afterwards: its URL. For tests of what
+        claims from every tenant at once (a notifier, the dispatcher's statements), which
+        must not see other tests' deliveries nor be seen by the session stack's notifier."""
+        asyncio.run(self.admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(self.admin_sql(f'CREATE DATABASE "{name}"'))
+        try:
+            upgrade(self.pg.url(name))
+            yield self.pg.url(name)
+        finally:
+            asyncio.run(self.admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     def create_topics(self, namespace: str = "") -> None:
         names = [topic_name(t, namespace) for t in ALL_TOPICS]

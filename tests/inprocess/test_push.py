@@ -306,3 +306,24 @@ async def test_a_crm_reply_carrying_a_nul_byte_is_logged_and_pushing_goes_on(
         (200, "Err=1 \\x00boom"),
         (200, None),
     ]
+
+
+async def test_a_cookie_one_crm_sets_is_never_sent_with_a_later_push(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    # Cookies are kept per host name, not per port nor per tenant: a jar shared by every push
+    # would hand one tenant's CRM session to another tenant's CRM on the same host.
+    receiver.reply = lambda n: (200, '{"Err":0}', {"set-cookie": f"sid=session-{n}; Path=/"})
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    first, second = await pipeline.tenant(), await pipeline.tenant()
+    await pipeline.subscribe(first, url)
+    await pipeline.subscribe(second, url)
+    assert await pipeline.submit(first) == "0"
+    await _delivered(pipeline, first)
+    assert await pipeline.submit(second) == "0"
+    await _delivered(pipeline, second)
+    assert await pipeline.submit(first, ExternalID="again") == "0"
+    await _delivered(pipeline, first, n=2)
+
+    assert len(receiver.requests) == 3
+    assert [headers.get("cookie") for headers, _ in receiver.requests] == [None, None, None]

@@ -18,7 +18,6 @@ import pytest
 from cdrflow_dev.infra import free_port
 from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
-from cdrmodel.migrate import upgrade
 from tests.conftest import Infra
 from tests.helpers import ADMIN_TOKEN, Receiver, Tenant, create_tenant, running, wait_for
 
@@ -48,11 +47,8 @@ DATABASE = "ncrash"
 def database_url(infra: Infra) -> Iterator[str]:
     """A database of its own: every notifier claims from the `delivery` table of its database,
     so the session stack's notifier must not see (and push) these tests' deliveries."""
-    asyncio.run(infra.admin_sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-    asyncio.run(infra.admin_sql(f'CREATE DATABASE "{DATABASE}"'))
-    upgrade(infra.pg.url(DATABASE))
-    yield infra.pg.url(DATABASE)
-    asyncio.run(infra.admin_sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+    with infra.own_database(DATABASE) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -394,7 +395,7 @@ _RECORD_CLASSES = ("22", "23")
 def is_transient(exc: BaseException) -> bool:
     """Trouble reaching or using PostgreSQL right now (retry later), as opposed to a
     statement it refused for what it said."""
-    if isinstance(exc, OSError | TimeoutError | PoolTimeout):
+    if isinstance(exc, OSError | TimeoutError | PoolTimeout | asyncpg.InterfaceError):
         return True
     code = sqlstate(exc)
     if code is not None:

@@ -9,19 +9,21 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import aiohttp
+import asyncpg
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_notifier.consumer import DeliveryRecorder
 from cdr_notifier.delivery import Dispatcher
 from cdr_notifier.deps import NotifierLifespanState, NotifierState
+from cdr_notifier.leases import LEASE_SESSION
 from cdr_notifier.repository import prune_deliveries, reseal_stored_secrets
 from cdr_notifier.routes import queries, subscriptions
 from cdr_notifier.secretbox import SecretBox, parse_keys
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import PublicResolver
 from cdrmodel import rejections
-from cdrmodel.db import make_engine
+from cdrmodel.db import asyncpg_dsn, make_engine
 from cdrmodel.kafka import RATED, KafkaClient, KafkaProbe, make_consumer, run_batches, topic_name
 from cdrmodel.principals import PrincipalDirectory
 from cdrmodel.pruning import Pruner
@@ -62,7 +64,17 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             ttl_dns_cache=60,
             resolver=None if settings.allow_private_webhooks else PublicResolver(),
         )
-        session = aiohttp.ClientSession(connector=connector)
+        # No cookie jar: a jar is per host name, shared by every tenant's CRM on that host,
+        # so a session cookie one CRM set would go with another tenant's pushes.
+        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        # The dispatcher's own connections, on asyncpg directly (cdr_notifier.leases); none
+        # is opened before the first claim, so a database still starting is waited out there.
+        leases = await asyncpg.create_pool(
+            asyncpg_dsn(settings.database_url),
+            min_size=0,
+            max_size=2,
+            server_settings=LEASE_SESSION,
+        )
         consumer = KafkaClient(
             lambda: make_consumer(
                 settings.kafka_bootstrap,
@@ -81,7 +93,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         supervisor.spawn("delivery-pruner", delivery_pruner(engine, settings).run())
         box = SecretBox(parse_keys(settings.webhook_keys), admin_token=settings.admin_token)
         supervisor.spawn("resealing", reseal_stored_secrets(engine, box), finite=True)
-        supervisor.spawn("dispatcher", Dispatcher(engine, session, settings, wake, box).run())
+        supervisor.spawn("dispatcher", Dispatcher(leases, session, settings, wake, box).run())
         ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,
@@ -103,6 +115,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             await supervisor.stop()
             await consumer.close()
             await session.close()
+            await leases.close()
             await probe.close()
             await engine.dispose()
 

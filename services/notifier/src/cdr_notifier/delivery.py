@@ -12,20 +12,19 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
+import asyncpg
 import stamina
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cdr_notifier import repository
 from cdr_notifier.formats import acknowledged, encode, sign
-from cdr_notifier.repository import SubscriptionKey
+from cdr_notifier.leases import Attempt, Outcome, SubscriptionKey, claim_due, record_outcomes
 from cdr_notifier.secretbox import SecretBox
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import endpoint_of, refusal
@@ -39,6 +38,7 @@ PUSH_SECONDS = Histogram("cdrflow_notifier_push_seconds", "Latency of push attem
 DELIVERIES = Counter(
     "cdrflow_notifier_deliveries_total", "Deliveries that ended, by status", ["status"]
 )
+_ENDED = {state: DELIVERIES.labels(state) for state in ("delivered", "dead")}
 BREAKER_OPEN = Gauge(
     "cdrflow_notifier_breaker_open", "1 while an endpoint's circuit breaker is open", ["endpoint"]
 )
@@ -53,6 +53,8 @@ _EXCERPT_BYTES = 2048  # of each reply, kept on its attempt row
 Posted = tuple[int | None, str | None, float | None, int, str | None]
 
 T = TypeVar("T")
+# A claimed delivery: its row, its subscription, and when it was claimed (monotonic).
+Claimed = tuple[asyncpg.Record, SubscriptionKey, float]
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
@@ -122,9 +124,15 @@ class Breaker:
 
 
 class Endpoint:
+    """One CRM endpoint (scheme, host, port): its claimed deliveries in claim order, the
+    workers pushing them (at most `slots`, each one push at a time, back to back as a plain
+    POST loop would), and its breaker."""
+
     def __init__(self, name: str, slots: int, breaker: Breaker) -> None:
         self.name = name
-        self.slots = asyncio.Semaphore(slots)
+        self.slots = slots
+        self.workers = 0
+        self.queue: deque[Claimed] = deque()
         self.breaker = breaker
         # Its metric children, looked up once (a labels() call per push shows in profiles).
         self.seconds = PUSH_SECONDS.labels(name)
@@ -132,32 +140,23 @@ class Endpoint:
         self.opens = BREAKER_OPENS.labels(name)
 
 
-@dataclass
-class Outcome:
-    """What became of one claimed delivery, to be written with others in one transaction."""
-
-    key: SubscriptionKey
-    update: dict[str, Any]
-    attempt: dict[str, Any] | None = None
-    gone: bool = False  # 410: the subscription is disabled
-
-
 class Dispatcher:
-    """A continuous pipeline: claims due deliveries as room frees up, pushes each as soon as
-    its endpoint has a free slot, and writes outcomes in small groups. Nothing waits for the
-    slowest push of a round: a CRM that hangs holds at most `push_subscription_cap` claimed
-    rows per subscription and `push_endpoint_concurrency` connections, and its breaker stops
-    claims of its rows from turning into attempts once it keeps failing."""
+    """A continuous pipeline: claims due deliveries as room frees up, queues each on its
+    endpoint, where up to `push_endpoint_concurrency` workers push them one after another,
+    and writes outcomes in small groups. Nothing waits for the slowest push of a round: a CRM
+    that hangs holds at most `push_subscription_cap` claimed rows per subscription and
+    `push_endpoint_concurrency` connections, and its breaker stops claims of its rows from
+    turning into attempts once it keeps failing."""
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        pool: asyncpg.Pool,
         session: aiohttp.ClientSession,
         settings: NotifierSettings,
         wake: asyncio.Event,
         secrets: SecretBox,
     ) -> None:
-        self._engine = engine
+        self._pool = pool
         self._session = session
         self._settings = settings
         self._wake = wake
@@ -173,9 +172,10 @@ class Dispatcher:
         self._outcomes: list[Outcome] = []
         self._ready = asyncio.Event()  # outcomes wait to be written
         self._tasks: set[asyncio.Task[None]] = set()
-        # Rows held at most: what fits the claim size twice, so a claim can be made while
-        # the previous one is still being pushed.
-        self._capacity = 2 * settings.push_claim_batch
+        # Rows held at most: twice a claim, so a claim can be made while the previous one is
+        # still being pushed, and twice a subscription's cap, so one CRM that hangs holds at
+        # most half of what this notifier holds.
+        self._capacity = 2 * max(settings.push_claim_batch, settings.push_subscription_cap)
         # The lease covers a wait for an endpoint slot of two push timeouts, a push, and 10 s
         # for the outcome's write and the clocks (the lease is the database's); a
         # row that waited longer goes back untried (`_attempt`), so the lease need not cover
@@ -197,13 +197,17 @@ class Dispatcher:
 
     async def _claim_forever(self) -> None:
         cfg = self._settings
+        cap = cfg.push_subscription_cap
+        # A subscription is claimed for again once a quarter of its cap is free: fewer, larger
+        # claims, and still most of its cap queued ahead of its endpoint's workers.
+        refill = cap - max(1, cap // 4)
         while True:
             free = self._capacity - self._holding
             if free < min(cfg.push_claim_batch, self._capacity) // 4 + 1:
                 self._room.clear()
                 await self._room.wait()
                 continue
-            full = [k for k, n in self._held.items() if n >= cfg.push_subscription_cap]
+            full = [k for k, n in self._held.items() if n > refill]
             limit = min(free, cfg.push_claim_batch)
             claimed = await self._retrying(self._claim, limit, full, what="claiming deliveries")
             if not claimed:
@@ -212,22 +216,19 @@ class Dispatcher:
                 await self._idle()
                 continue
             began = time.monotonic()
-            over: list[dict[str, Any]] = []
+            touched: dict[str, Endpoint] = {}
             for d in claimed:
                 key = (d["database_id"], d["subscription_id"])
-                if self._held.get(key, 0) >= cfg.push_subscription_cap:
-                    over.append(d)  # more than its cap in one claim: back untried, at once
-                    continue
                 self._hold(key)
-                task = asyncio.create_task(self._deliver(d, key, began))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            if over:
-                await self._retrying(
-                    self._record,
-                    [_untried(d, d["next_attempt_at"]) for d in over],
-                    what="returning deliveries",
-                )
+                endpoint = self._endpoint(d["url"])
+                endpoint.queue.append((d, key, began))
+                touched[endpoint.name] = endpoint
+            for endpoint in touched.values():
+                for _ in range(min(endpoint.slots - endpoint.workers, len(endpoint.queue))):
+                    endpoint.workers += 1
+                    task = asyncio.create_task(self._work(endpoint))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
 
     def _hold(self, key: SubscriptionKey) -> None:
         self._held[key] = self._held.get(key, 0) + 1
@@ -242,9 +243,15 @@ class Dispatcher:
         self._holding -= 1
         self._room.set()
 
-    async def _claim(self, limit: int, full: list[SubscriptionKey]) -> list[dict[str, Any]]:
-        async with self._engine.begin() as conn:
-            return await repository.claim_due(conn, limit=limit, lease=self.lease, full=full)
+    async def _claim(self, limit: int, full: list[SubscriptionKey]) -> list[asyncpg.Record]:
+        return await claim_due(
+            self._pool,
+            limit=limit,
+            lease=self.lease,
+            cap=self._settings.push_subscription_cap,
+            held=self._held,
+            full=full,
+        )
 
     async def _idle(self) -> None:
         """Until new deliveries are recorded (`wake`), a held row is written back (`room`),
@@ -275,28 +282,36 @@ class Dispatcher:
             found = self._endpoints[name] = Endpoint(name, cfg.push_endpoint_concurrency, breaker)
         return found
 
-    async def _deliver(self, d: dict[str, Any], key: SubscriptionKey, claimed: float) -> None:
+    async def _work(self, endpoint: Endpoint) -> None:
+        """One of an endpoint's workers: pushes its queued deliveries one after another and
+        ends when none is left (the next claim starts workers again)."""
         try:
-            outcome = await self._attempt(d, key, claimed)
-        except Exception as exc:  # a bug here must not strand the row: back untried
-            log.error("delivery %s: %r", d["id"], exc, exc_info=exc)
-            outcome = Outcome(key, _untried(d, datetime.now(UTC) + timedelta(seconds=60)))
-        self._outcomes.append(outcome)
-        self._ready.set()
+            while endpoint.queue:
+                d, key, claimed = endpoint.queue.popleft()
+                try:
+                    outcome = await self._attempt(endpoint, d, key, claimed)
+                except Exception as exc:  # a bug here must not strand the row: back untried
+                    log.error("delivery %s: %r", d["id"], exc, exc_info=exc)
+                    outcome = _untried(d, key, datetime.now(UTC) + timedelta(seconds=60))
+                self._outcomes.append(outcome)
+                self._ready.set()
+        finally:
+            endpoint.workers -= 1
 
-    async def _attempt(self, d: dict[str, Any], key: SubscriptionKey, claimed: float) -> Outcome:
-        endpoint = self._endpoint(d["url"])
+    async def _attempt(
+        self, endpoint: Endpoint, d: asyncpg.Record, key: SubscriptionKey, claimed: float
+    ) -> Outcome:
         # Sent only with enough lease left for the whole push: a row that waited too long is
         # handed back untried, so no other notifier can be pushing it at the same time.
         latest = claimed + self.lease - self._settings.push_timeout - 10
-        async with endpoint.slots, self._slots:
+        async with self._slots:
             now = time.monotonic()
             if now > latest:
-                return Outcome(key, _untried(d, datetime.now(UTC)))
+                return _untried(d, key, datetime.now(UTC))
             if not endpoint.breaker.admit(now):
                 until = endpoint.breaker.open_until or now
                 when = datetime.now(UTC) + timedelta(seconds=max(1.0, until - now))
-                return Outcome(key, _untried(d, when))
+                return _untried(d, key, when)
             started = datetime.now(UTC)
             status, error, retry_after, latency_ms, excerpt = await self._post(d)
             failed = error is not None and (status is None or status == 429 or status >= 500)
@@ -330,17 +345,18 @@ class Dispatcher:
                 delay = min(max(delay, retry_after), self._settings.retry_max_seconds)
             state, next_at = "pending", answered + timedelta(seconds=delay)
         if state != "pending":
-            DELIVERIES.labels(state).inc()
-        attempt = {
-            "delivery_id": d["id"],
-            "at": started,
-            "http_status": status,
-            "latency_ms": latency_ms,
+            _ENDED[state].inc()
+        attempt = Attempt(
+            at=started,
+            http_status=status,
+            latency_ms=latency_ms,
             # A CRM's reply text is quoted in `error`: it may carry bytes text cannot hold.
-            "error": None if error is None else pg_text(error, _MAX_ERROR_CHARS),
-            "response_excerpt": None if excerpt is None else pg_text(excerpt, _EXCERPT_BYTES),
-        }
-        return Outcome(key, _update(d, state, attempt_no, next_at), attempt, gone=status == 410)
+            error=None if error is None else pg_text(error, _MAX_ERROR_CHARS),
+            response_excerpt=None if excerpt is None else pg_text(excerpt, _EXCERPT_BYTES),
+        )
+        return Outcome(
+            key, d["id"], d["lease"], state, attempt_no, next_at, attempt, gone=status == 410
+        )
 
     # -- writing outcomes ---------------------------------------------------------------
 
@@ -355,28 +371,11 @@ class Dispatcher:
                 continue
             # Kept until written: losing them would re-push (still safe, the same webhook-id)
             # but lose the attempt log.
-            await self._retrying(
-                self._record,
-                [o.update for o in batch],
-                [o.attempt for o in batch if o.attempt is not None],
-                [o.key for o in batch if o.gone],
-                what="recording push outcomes",
-            )
+            await self._retrying(record_outcomes, self._pool, batch, what="recording push outcomes")
             for o in batch:
                 if o.gone:
                     log.warning("subscription %s/%s disabled: its CRM answered 410 Gone", *o.key)
                 self._release(o.key)
-
-    async def _record(
-        self,
-        updates: list[dict[str, Any]],
-        attempts: list[dict[str, Any]] | None = None,
-        disable: list[SubscriptionKey] | None = None,
-    ) -> None:
-        async with self._engine.begin() as conn:
-            await repository.record_outcomes(
-                conn, attempts=attempts or [], updates=updates, disable=disable or []
-            )
 
     async def _retrying(self, fn: Callable[..., Awaitable[T]], *args: Any, what: str) -> T:
         """`fn(*args)` until it succeeds while PostgreSQL trouble passes: capped backoff,
@@ -396,14 +395,14 @@ class Dispatcher:
                 return await fn(*args)
         raise AssertionError("unreachable: the retries never stop")
 
-    def _signing(self, d: dict[str, Any]) -> list[str]:
+    def _signing(self, d: asyncpg.Record) -> list[str]:
         secrets = [self._secrets.open(d["secret"])]
         until = d["previous_secret_until"]
         if d["previous_secret"] and until is not None and until > datetime.now(UTC):
             secrets.append(self._secrets.open(d["previous_secret"]))
         return secrets
 
-    async def _post(self, d: dict[str, Any]) -> Posted:
+    async def _post(self, d: asyncpg.Record) -> Posted:
         """(HTTP status, error or None on success, Retry-After seconds, latency ms, the
         first 2 KiB of the reply)."""
         started = time.perf_counter()
@@ -453,17 +452,6 @@ class Dispatcher:
             return None, f"{type(exc).__name__}: {exc}", None, elapsed_ms(), None
 
 
-def _update(d: dict[str, Any], status: str, attempt_count: int, when: datetime) -> dict[str, Any]:
-    """A claimed delivery's new state, written only while this claim's lease holds."""
-    return {
-        "id": d["id"],
-        "lease": d["lease"],
-        "status": status,
-        "attempt_count": attempt_count,
-        "next_attempt_at": when,
-    }
-
-
-def _untried(d: dict[str, Any], when: datetime) -> dict[str, Any]:
-    """The update that hands a claimed delivery back, no attempt made, due at `when`."""
-    return _update(d, "pending", d["attempt_count"], when)
+def _untried(d: asyncpg.Record, key: SubscriptionKey, when: datetime) -> Outcome:
+    """A claimed delivery handed back, no attempt made, due at `when`."""
+    return Outcome(key, d["id"], d["lease"], "pending", d["attempt_count"], when)

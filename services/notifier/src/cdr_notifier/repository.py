@@ -1,5 +1,5 @@
-"""SQL of the notifier: subscriptions, deliveries (claimed with SKIP LOCKED), attempts, and the
-CDR queries of API accounts."""
+"""SQL of the notifier: subscriptions, deliveries and attempts for the admin routes, and the
+CDR queries of API accounts (the dispatcher's claim and record are in `leases`)."""
 
 from __future__ import annotations
 
@@ -38,101 +38,6 @@ async def insert_deliveries(conn: AsyncConnection, *, rows: Sequence[dict[str, A
             index_elements=["database_id", "subscription_id", "cdr_id", "feed_id"]
         )
         await conn.execute(stmt, rows)
-
-
-_CLAIM = text(
-    """
-    UPDATE delivery d
-       SET locked_until = now() + make_interval(secs => :lease), updated_at = now()
-      FROM subscription s
-     WHERE d.id IN (
-             SELECT dd.id FROM delivery dd
-               JOIN subscription ss
-                 ON ss.database_id = dd.database_id AND ss.subscription_id = dd.subscription_id
-              WHERE dd.status = 'pending' AND dd.next_attempt_at <= now()
-                AND (dd.locked_until IS NULL OR dd.locked_until < now())
-                AND ss.enabled
-                AND (dd.database_id, dd.subscription_id) NOT IN (
-                      SELECT * FROM unnest(CAST(:full_db AS text[]), CAST(:full_sub AS text[])))
-              ORDER BY dd.next_attempt_at
-              LIMIT :limit
-              FOR UPDATE OF dd SKIP LOCKED)
-       AND s.database_id = d.database_id AND s.subscription_id = d.subscription_id
-    RETURNING d.id, d.locked_until AS lease, d.database_id, d.subscription_id, d.cdr_id,
-              d.webhook_id, d.payload::text AS payload_json, d.attempt_count, d.next_attempt_at,
-              s.url, s.format,
-              s.secret, s.previous_secret, s.previous_secret_until, s.max_attempts,
-              s.xmlrpc_method
-    """
-)
-
-SubscriptionKey = tuple[str, str]  # (database_id, subscription_id)
-
-_ATTEMPT_COLUMNS = ("delivery_id", "at", "http_status", "latency_ms", "error", "response_excerpt")
-_INSERT_ATTEMPTS = (
-    f"INSERT INTO delivery_attempt ({', '.join(_ATTEMPT_COLUMNS)})"
-    " SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],"
-    " $6::text[])"
-)
-_DISABLE = (
-    "UPDATE subscription SET enabled = false, updated_at = now()"
-    " WHERE (database_id, subscription_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-)
-_OUTCOME_COLUMNS = ("id", "lease", "status", "attempt_count", "next_attempt_at")
-_UPDATE_OUTCOMES = (
-    "UPDATE delivery d SET status = u.status, attempt_count = u.attempt_count,"
-    " next_attempt_at = u.next_attempt_at, locked_until = NULL, updated_at = now()"
-    " FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::int[], $5::timestamptz[])"
-    " AS u(id, lease, status, attempt_count, next_attempt_at)"
-    " WHERE d.id = u.id AND d.locked_until = u.lease"
-)
-
-
-async def claim_due(
-    conn: AsyncConnection, *, limit: int, lease: float, full: Sequence[SubscriptionKey] = ()
-) -> list[dict[str, Any]]:
-    """Lease up to `limit` due deliveries of enabled subscriptions, none of the subscriptions
-    in `full` (those holding as many claimed rows as they may); a crashed notifier's leases
-    expire and another takes them."""
-    rows = await conn.execute(
-        _CLAIM,
-        {
-            "limit": limit,
-            "lease": lease,
-            "full_db": [k[0] for k in full],
-            "full_sub": [k[1] for k in full],
-        },
-    )
-    return [dict(r._mapping) for r in rows]
-
-
-async def record_outcomes(
-    conn: AsyncConnection,
-    *,
-    attempts: Sequence[dict[str, Any]],
-    updates: Sequence[dict[str, Any]],
-    disable: Sequence[SubscriptionKey] = (),
-) -> None:
-    """Each attempt becomes a row; each delivery moves to delivered, dead or a later retry
-    (or back to pending untried: `attempt_count` unchanged); `disable`: subscriptions whose
-    CRM answered 410 Gone.
-
-    The update holds only while this worker's lease does: a result that comes back after the
-    lease expired (another worker took the delivery) or after an admin replay cleared it
-    changes nothing but the attempt log."""
-    # One statement each, the columns sent as arrays: a row per outcome was most of the
-    # dispatcher's database time at 2,000 pushes/s.
-    if attempts:
-        await conn.exec_driver_sql(
-            _INSERT_ATTEMPTS, tuple([a[c] for a in attempts] for c in _ATTEMPT_COLUMNS)
-        )
-    if updates:
-        await conn.exec_driver_sql(
-            _UPDATE_OUTCOMES, tuple([u[c] for u in updates] for c in _OUTCOME_COLUMNS)
-        )
-    if disable:
-        keys = sorted(set(disable))
-        await conn.exec_driver_sql(_DISABLE, ([k[0] for k in keys], [k[1] for k in keys]))
 
 
 # Subscriptions and deliveries, for the admin routes
@@ -276,7 +181,7 @@ async def list_deliveries(
 
 
 # A replayed delivery is due now with a fresh attempt budget; clearing the lease makes any
-# push still in flight for it unable to overwrite this (record_outcomes checks the lease).
+# push still in flight for it unable to overwrite this (leases.record_outcomes checks the lease).
 _REPLAY: dict[str, Any] = {
     "status": "pending",
     "next_attempt_at": func.now(),

@@ -73,8 +73,10 @@ def _port(scheme: str, port: int | None) -> int:
     return port or (443 if scheme == "https" else 80)
 
 
+@lru_cache(maxsize=4096)
 def endpoint_of(url: str) -> str:
-    """What the per-endpoint limit and the breaker count by: scheme://host:port."""
+    """What the per-endpoint limit and the breaker count by: scheme://host:port. Cached: the
+    dispatcher asks for every claimed row."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}:{_port(parts.scheme, parts.port)}"
 
