@@ -24,14 +24,14 @@ class NotifierSettings(CommonSettings):
         description="Pushes in flight at once to one endpoint (scheme, host, port).",
     )
     push_subscription_cap: int = Field(
-        500, ge=1, le=5000, description="Due deliveries one subscription may hold claimed at once."
+        200, ge=1, le=5000, description="Due deliveries one subscription may hold claimed at once."
     )
     push_timeout: float = Field(10.0, gt=0, description="Seconds before a push attempt fails.")
     push_connect_timeout: float = Field(
         5.0, gt=0, description="Seconds to open the connection of a push attempt."
     )
     push_claim_batch: int = Field(
-        250, ge=1, le=5000, description="Due deliveries claimed at most per claim."
+        200, ge=1, le=5000, description="Due deliveries claimed at most per claim."
     )
     breaker_failures: int = Field(
         5, ge=1, description="Failed pushes in a row that open an endpoint's circuit breaker."
