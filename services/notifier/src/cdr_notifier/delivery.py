@@ -172,10 +172,16 @@ class Dispatcher:
         self._outcomes: list[Outcome] = []
         self._ready = asyncio.Event()  # outcomes wait to be written
         self._tasks: set[asyncio.Task[None]] = set()
-        # Rows held at most: twice a claim, so a claim can be made while the previous one is
-        # still being pushed, and twice a subscription's cap, so one CRM that hangs holds at
-        # most half of what this notifier holds.
-        self._capacity = 2 * max(settings.push_claim_batch, settings.push_subscription_cap)
+        # Rows held at most: what is in flight at most, and twice a claim or a subscription's
+        # cap beyond that, so every endpoint's workers have rows queued while a claim is
+        # made and one CRM that hangs holds well under half. (Twice a claim alone, 400, kept
+        # nine fast CRMs' 144 workers waiting for rows.)
+        self._capacity = settings.push_concurrency + 2 * max(
+            settings.push_claim_batch, settings.push_subscription_cap
+        )
+        # Subscriptions whose endpoint's breaker is open: passed over by claims until it
+        # closes or may be probed, so rows that would only be handed back take no room.
+        self._paused: dict[SubscriptionKey, Endpoint] = {}
         # The lease covers a wait for an endpoint slot of two push timeouts, a push, and 10 s
         # for the outcome's write and the clocks (the lease is the database's); a
         # row that waited longer goes back untried (`_attempt`), so the lease need not cover
@@ -208,6 +214,14 @@ class Dispatcher:
                 await self._room.wait()
                 continue
             full = [k for k, n in self._held.items() if n > refill]
+            if self._paused:
+                now = time.monotonic()
+                for key, endpoint in list(self._paused.items()):
+                    until = endpoint.breaker.open_until
+                    if until is None or now >= until:
+                        del self._paused[key]
+                    elif key not in self._held or self._held[key] <= refill:
+                        full.append(key)
             limit = min(free, cfg.push_claim_batch)
             claimed = await self._retrying(self._claim, limit, full, what="claiming deliveries")
             if not claimed:
@@ -309,6 +323,7 @@ class Dispatcher:
             if now > latest:
                 return _untried(d, key, datetime.now(UTC))
             if not endpoint.breaker.admit(now):
+                self._paused[key] = endpoint
                 until = endpoint.breaker.open_until or now
                 when = datetime.now(UTC) + timedelta(seconds=max(1.0, until - now))
                 return _untried(d, key, when)
@@ -321,6 +336,7 @@ class Dispatcher:
                     "endpoint %s: breaker open after failed pushes (%s)", endpoint.name, error
                 )
                 endpoint.opens.inc()
+                self._paused[key] = endpoint
             if endpoint.breaker.is_open != was_open:
                 endpoint.open_gauge.set(1 if endpoint.breaker.is_open else 0)
             endpoint.seconds.observe(latency_ms / 1000)
