@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,23 +46,28 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 async def _due(db: asyncpg.Connection, subscription: str, n: int, *, age: float = 60) -> None:
     """`n` pending deliveries, due since `age` seconds (older first)."""
-    due, step = datetime.now(UTC) - timedelta(seconds=age), timedelta(milliseconds=-1)
+    due = datetime.now(UTC) - timedelta(seconds=age)
     columns = ("database_id", "subscription_id", "cdr_id", "feed_id", "webhook_id", "payload")
     await db.copy_records_to_table(
         "delivery",
         columns=[*columns, "next_attempt_at"],
         records=[
-            (TENANT, subscription, uuid.uuid4(), i, f"msg_{uuid.uuid4().hex}", "{}", due - i * step)
+            (
+                TENANT,
+                subscription,
+                uuid.uuid4(),
+                i,
+                f"msg_{uuid.uuid4().hex}",
+                "{}",
+                due + timedelta(milliseconds=i),
+            )
             for i in range(n)
         ],
     )
 
 
-def _count(rows: list[asyncpg.Record]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["subscription_id"]] = counts.get(r["subscription_id"], 0) + 1
-    return counts
+def _count(rows: list[asyncpg.Record]) -> Counter[str]:
+    return Counter(r["subscription_id"] for r in rows)
 
 
 async def test_a_claim_takes_no_more_of_a_subscription_than_its_room(

@@ -213,17 +213,18 @@ class Dispatcher:
                 self._room.clear()
                 await self._room.wait()
                 continue
-            full = [k for k, n in self._held.items() if n > refill]
-            if self._paused:
-                now = time.monotonic()
-                for key, endpoint in list(self._paused.items()):
-                    until = endpoint.breaker.open_until
-                    if until is None or now >= until:
-                        del self._paused[key]
-                    elif key not in self._held or self._held[key] <= refill:
-                        full.append(key)
+            full = {k for k, n in self._held.items() if n > refill}
+            now = time.monotonic()
+            for key, endpoint in list(self._paused.items()):
+                until = endpoint.breaker.open_until
+                if until is None or now >= until:
+                    del self._paused[key]  # closed, or due for its probe
+                else:
+                    full.add(key)
             limit = min(free, cfg.push_claim_batch)
-            claimed = await self._retrying(self._claim, limit, full, what="claiming deliveries")
+            claimed = await self._retrying(
+                self._claim, limit, list(full), what="claiming deliveries"
+            )
             if not claimed:
                 # Nothing due, or all of it of full subscriptions: the next row written back
                 # may make room for them, new rows wake us, and a retry comes due by itself.

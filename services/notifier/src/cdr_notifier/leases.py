@@ -142,12 +142,12 @@ async def record_outcomes(
     """Each attempt becomes a row; each delivery moves to delivered, dead or a later retry
     (or back to pending untried: `attempt_count` unchanged); the subscriptions of 410s are
     disabled."""
-    tried = [o for o in outcomes if o.attempt is not None]
-    attempts = [o.attempt for o in tried if o.attempt is not None]
+    tried = [(o.id, o.attempt) for o in outcomes if o.attempt is not None]
+    attempts = [a for _, a in tried]
     gone = sorted({o.key for o in outcomes if o.gone})
     await conn.execute(
         _RECORD,
-        [o.id for o in tried],
+        [delivery_id for delivery_id, _ in tried],
         [a.at for a in attempts],
         [a.http_status for a in attempts],
         [a.latency_ms for a in attempts],
