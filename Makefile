@@ -32,14 +32,14 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/lint-imports
-	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-report=json
+	$(BIN)/pytest -n 2 --cov --cov-report=term-missing:skip-covered --cov-report=json
 	$(BIN)/python tests/coverage_floor.py coverage.json
 
 fuzz: $(STAMP)
 	CDRFLOW_FUZZ_EXAMPLES=300 $(BIN)/pytest tests/fuzz
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n 2 -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -191,15 +191,23 @@ async def test_a_body_over_50_mib_is_413_and_the_deck_kept(
 async def test_a_100k_line_deck_loads_within_the_deadline(
     pipeline: Pipeline, tenant: Tenant
 ) -> None:
-    body = _big_deck(100_000)
-    started = time.perf_counter()
-    resp = await pipeline.rater.put(_deck_url(tenant), content=body, headers=CSV)
-    took = time.perf_counter() - started
-    assert resp.status_code == 200, resp.text
-    assert resp.json()["lines"] == 100_000
-    print(f"\n100,000-line deck replaced in {took:.2f} s")  # the figure for the report
-    # About 3 s on an idle two-core machine (the target is 5 s); generous for loaded runners.
-    assert took < 15
+    async def load(lines: int) -> float:
+        body = _big_deck(lines)
+        started = time.perf_counter()
+        resp = await pipeline.rater.put(_deck_url(tenant), content=body, headers=CSV)
+        took = time.perf_counter() - started
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["lines"] == lines
+        return took
+
+    small = await load(10_000)
+    took = await load(100_000)
+    print(f"\n100,000-line deck replaced in {took:.2f} s (10,000 lines: {small:.2f} s)")
+    # About 3 s on an idle two-core machine (the target is 5 s, which make bench reports). Here
+    # the bound is relative to a tenth of the deck loaded just before, so a slow or loaded runner
+    # (coverage doubles the parse) does not fail it, while a load that grows faster than the deck
+    # (a per-line query, a quadratic merge: 100x the small load) does.
+    assert took < 30 * small + 2, (took, small)
     (count,) = await pipeline.sql(
         "SELECT count(*), sum(rate) FROM rate_line WHERE database_id = $1 AND deck_id = $2",
         tenant.database_id,
@@ -234,8 +242,9 @@ async def test_rating_goes_on_while_a_large_deck_loads(pipeline: Pipeline, tenan
     )
     latency, record = await rated_after("during-upload")
     # Parsed in a thread of this process, the GIL added about 2.5 s; on the event loop, the
-    # record waits for the whole parse.
-    assert latency < baseline + 1.5, f"rated {latency:.2f} s after submission ({baseline:.2f})"
+    # record waits for the whole parse. The bound scales with the baseline: on a loaded runner
+    # (another test worker on the other core) rating itself takes seconds.
+    assert latency < 2 * baseline + 1.5, f"rated {latency:.2f} s after submission ({baseline:.2f})"
     assert record["rated"] is True and record["total"] == "0.03000000"
     assert not upload.done(), "the deck finished before the record: nothing was overlapped"
     resp = await upload

@@ -36,14 +36,17 @@ async def test_ended_deliveries_past_retention_go_in_bounded_batches(
     for n, (name, (status, days)) in enumerate(cases.items()):
         delivery_id = await db.fetchval(
             "INSERT INTO delivery (database_id, subscription_id, cdr_id, feed_id, webhook_id,"
-            " status, payload, updated_at) VALUES ($1, 'crm', $2, $3, $4, $5, '{}', $6)"
-            " RETURNING id",
+            " status, payload, updated_at, next_attempt_at)"
+            " VALUES ($1, 'crm', $2, $3, $4, $5, '{}', $6, $7) RETURNING id",
             database_id,
             uuid.uuid4(),
             n,
             name,
             status,
             now - timedelta(days=days),
+            # Its next retry is tomorrow: a notifier of this session's stack, dispatching from
+            # this database, must not claim and try it (an attempt row more) while we look.
+            now + timedelta(days=1),
         )
         await db.execute(
             "INSERT INTO delivery_attempt (delivery_id, latency_ms) VALUES ($1, 5)", delivery_id
