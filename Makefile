@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast fuzz lint bench docs clean help
+.PHONY: install run test test-fast fuzz lint deploy-check bench docs clean help
 
 help:
 	@echo "make run    - start ingest :8081, rater :8082, notifier :8083 on embedded PostgreSQL + Tansu"
@@ -13,6 +13,7 @@ help:
 	@echo "make fuzz   - the fuzz tier ten times deeper than make test draws it"
 	@echo "make docs   - regenerate the configuration reference in docs/operations.md"
 	@echo "make lint   - ruff, mypy and the import-linter contracts"
+	@echo "make deploy-check - lint deploy/Dockerfile, render and validate deploy/k8s (offline)"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,embedded]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+# checkov in a venv of its own: it requires packaging<24, pytest 9 packaging>=24.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+
+$(CHECKOV_STAMP): deploy/checkov-constraints.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -c deploy/checkov-constraints.txt checkov
+	@touch $(CHECKOV_STAMP)
+
+install: $(STAMP) $(CHECKOV_STAMP)
 
 run: $(STAMP)
 	$(BIN)/cdrflow dev
@@ -32,6 +42,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/lint-imports
+	$(MAKE) --no-print-directory deploy-check
 	$(BIN)/pytest -n 2 --cov --cov-report=term-missing:skip-covered --cov-report=json
 	$(BIN)/python tests/coverage_floor.py coverage.json
 
@@ -46,6 +57,21 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/lint-imports
+
+# The image and the manifests, checked without a Docker engine or a cluster: hadolint, every
+# COPY source present, both overlays rendered and validated (deploy/check.py), then checkov's
+# Dockerfile and Kubernetes checks (skips and their reasons: deploy/checkov.yaml, inline).
+RENDERED := build/deploy
+
+deploy-check: $(STAMP) $(CHECKOV_STAMP)
+	$(BIN)/hadolint --failure-threshold style deploy/Dockerfile
+	$(BIN)/python deploy/check.py copies deploy/Dockerfile
+	@mkdir -p $(RENDERED)
+	$(BIN)/kubectl kustomize deploy/k8s/overlays/dev > $(RENDERED)/dev.yaml
+	$(BIN)/kubectl kustomize deploy/k8s/overlays/prod > $(RENDERED)/prod.yaml
+	$(BIN)/python deploy/check.py manifests $(RENDERED)/dev.yaml $(RENDERED)/prod.yaml
+	$(CHECKOV_VENV)/bin/checkov --config-file deploy/checkov.yaml --framework dockerfile kubernetes \
+		-f deploy/Dockerfile -f $(RENDERED)/dev.yaml -f $(RENDERED)/prod.yaml
 
 docs: $(STAMP)
 	$(BIN)/python -m cdrflow_dev.config_reference --write

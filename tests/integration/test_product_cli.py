@@ -105,3 +105,29 @@ def test_topics_names_an_unreachable_broker() -> None:
     done = runner.invoke(app, ["topics"], env=env)
     assert done.exit_code == 1
     assert f"creating topics on {bootstrap} failed" in done.output
+
+
+def test_migrate_check_answers_1_until_the_schema_is_current_and_0_after(infra: Infra) -> None:
+    name = "cli_" + uuid.uuid4().hex[:8]
+    asyncio.run(_admin(infra, f'CREATE DATABASE "{name}"'))
+    try:
+        env = {"CDR_DATABASE_URL": infra.pg.url(name)}
+        behind = runner.invoke(app, ["migrate", "--check"], env=env)
+        assert behind.exit_code == 1
+        assert "not current" in behind.output
+        assert asyncio.run(_tables(infra.pg.url(name))) == set()  # --check changed nothing
+        assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+        current = runner.invoke(app, ["migrate", "--check", "--wait", "5"], env=env)
+        assert current.exit_code == 0, current.output
+        assert "schema is current" in current.output
+    finally:
+        asyncio.run(_admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_migrate_check_names_an_unreachable_server_once_its_wait_is_over() -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/cdrflow"
+    done = runner.invoke(
+        app, ["migrate", "--check", "--wait", "0.5"], env={"CDR_DATABASE_URL": url}
+    )
+    assert done.exit_code == 1
+    assert "PostgreSQL unreachable" in done.output

@@ -1,12 +1,12 @@
 """The `cdrflow` command: product commands always, plugin commands (`dev`) only where installed;
-the product never imports the dev package."""
+the product never imports the dev package; `serve` finds each service by its entry point."""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
-from importlib.metadata import EntryPoint
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 from cdrflow_dev.launcher import dev_defaults
-from cdrmodel.cli import PLUGIN_GROUP, add_plugin_commands, migrate, topics
+from cdrmodel import cli
+from cdrmodel.cli import PLUGIN_GROUP, SERVICE_GROUP, add_plugin_commands, app, migrate, topics
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_SOURCES = [ROOT / "libs/cdrmodel/src", *sorted((ROOT / "services").glob("*/src"))]
@@ -117,3 +118,59 @@ def test_dev_gives_services_console_logs_unless_the_user_chose_a_format() -> Non
     assert dev_defaults({})["CDR_LOG_FORMAT"] == "console"
     assert dev_defaults({"CDR_LOG_FORMAT": "json"})["CDR_LOG_FORMAT"] == "json"
     assert dev_defaults({"CDR_ADMIN_TOKEN": "mine-and-long"})["CDR_ADMIN_TOKEN"] == "mine-and-long"
+
+
+SERVED: list[str | None] = []
+
+
+def _record_serve(role: str | None = None) -> None:
+    """Stands in for a service's `main(role=...)` in the serve tests."""
+    SERVED.append(role)
+
+
+def test_serve_help_names_the_services_and_the_roles() -> None:
+    result = CliRunner().invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "ingest|rater|notifier" in result.output
+    assert "api|worker|all" in result.output
+    assert "CDR_ROLE" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["serve"], "Missing argument"),
+        (["serve", "billing"], "'billing' is not one of"),
+        (["serve", "rater", "--role", "both"], "'both' is not one of"),
+    ],
+)
+def test_serve_refuses_a_missing_or_unknown_service_or_role(
+    args: list[str], complaint: str
+) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert complaint in " ".join(result.output.split()).replace("│", "")
+
+
+@pytest.mark.parametrize(("args", "role"), [([], None), (["--role", "worker"], "worker")])
+def test_serve_runs_the_service_entry_point_with_the_chosen_role(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], role: str | None
+) -> None:
+    fake = EntryPoint(name="rater", value=f"{__name__}:_record_serve", group=SERVICE_GROUP)
+    monkeypatch.setattr(cli, "entry_points", lambda group: [fake] if group == SERVICE_GROUP else [])
+    SERVED.clear()
+    result = CliRunner().invoke(app, ["serve", "rater", *args])
+    assert result.exit_code == 0, result.output
+    assert SERVED == [role]  # None: the service reads CDR_ROLE (default all) itself
+
+
+def test_serve_of_a_service_not_installed_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "entry_points", lambda group: [])
+    result = CliRunner().invoke(app, ["serve", "notifier"])
+    assert result.exit_code == 1
+    assert "service notifier is not installed" in result.output
+
+
+def test_each_service_is_installed_as_a_serve_entry_point() -> None:
+    installed = {ep.name: ep.value for ep in entry_points(group=SERVICE_GROUP)}
+    assert installed == {s: f"cdr_{s}.__main__:main" for s in ("ingest", "rater", "notifier")}

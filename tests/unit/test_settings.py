@@ -16,6 +16,7 @@ from cdrmodel.settings import load_settings
         (IngestSettings, "CDR_DATABASE_URL", "mysql://nope"),
         (NotifierSettings, "CDR_ALLOW_PRIVATE_WEBHOOKS", "perhaps"),
         (NotifierSettings, "CDR_PUSH_CONCURRENCY", "0"),
+        (NotifierSettings, "CDR_ROLE", "both"),
     ],
 )
 def test_bad_setting_exits_naming_the_variable(
@@ -47,3 +48,12 @@ def test_defaults_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDR_INGEST_PORT", "9999")
     settings = load_settings(IngestSettings)
     assert settings.port == 9999 and settings.database_url.startswith("postgresql")
+
+
+def test_role_defaults_to_all_and_is_read_from_cdr_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDR_ADMIN_TOKEN", "a-long-enough-token")
+    default = load_settings(IngestSettings)
+    assert (default.role, default.runs_api, default.runs_workers) == ("all", True, True)
+    monkeypatch.setenv("CDR_ROLE", "worker")
+    worker = load_settings(NotifierSettings)
+    assert (worker.role, worker.runs_api, worker.runs_workers) == ("worker", False, True)

@@ -1,9 +1,12 @@
-"""The `cdrflow` command: the product's `migrate` and `topics`, plus installed plugin commands."""
+"""The `cdrflow` command: the product's `serve`, `migrate` and `topics`, plus installed plugin
+commands."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
+import time
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Annotated
@@ -13,6 +16,8 @@ import typer
 # Other packages add commands here (cdrflow_dev adds `dev`). The product never imports them, so
 # an image built without such a package simply has no such command.
 PLUGIN_GROUP = "cdrflow.commands"
+# Each service's `main(role=...)`, by name: cdrmodel imports no service, it looks them up here.
+SERVICE_GROUP = "cdrflow.services"
 
 app = typer.Typer(
     help="cdrflow: call-detail records from PBX to CRM.",
@@ -33,11 +38,78 @@ def _database_url() -> str:
     return url
 
 
+class Service(enum.StrEnum):
+    ingest = "ingest"
+    rater = "rater"
+    notifier = "notifier"
+
+
+class RoleOption(enum.StrEnum):  # cdrmodel.settings.Role, as choices typer can list
+    api = "api"
+    worker = "worker"
+    all = "all"
+
+
+@app.command()
+def serve(
+    service: Annotated[Service, typer.Argument(help="The service to run.")],
+    role: Annotated[
+        RoleOption | None,
+        typer.Option(
+            help="api: the HTTP routes, no consumer or worker loops; worker: the loops, with "
+            "only /healthz, /readyz and /metrics; all: both. Default: CDR_ROLE, else all.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run one service (settings from CDR_* variables), as `python -m cdr_<service>` does."""
+    found = [ep for ep in entry_points(group=SERVICE_GROUP) if ep.name == service.value]
+    if not found:
+        raise _fail(f"service {service.value} is not installed (no {SERVICE_GROUP} entry point)")
+    found[0].load()(role=role.value if role else None)
+
+
+def _wait_for_head(url: str, wait: float) -> None:
+    import asyncpg
+
+    from cdrmodel.migrate import at_head
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if at_head(url):
+                typer.echo("database schema is current")
+                return
+            problem = "database schema is not current: run `cdrflow migrate`"
+        except (TimeoutError, OSError) as exc:
+            problem = f"PostgreSQL unreachable: {exc}"
+        except asyncpg.PostgresError as exc:  # starting up, no such database, no access
+            problem = f"PostgreSQL refused: {exc}"
+        if time.monotonic() >= deadline:
+            raise _fail(problem)
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+
+
 @app.command()
 def migrate(
     revision: Annotated[str, typer.Argument(help="Alembic revision")] = "head",
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Change nothing: exit 0 if the schema is current, else 1."),
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="With --check: seconds to keep checking before giving up (init "
+            "containers wait so for the migrate Job).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Bring the database named by CDR_DATABASE_URL to the latest schema."""
+    if check:
+        _wait_for_head(_database_url(), wait)
+        return
     from cdrmodel.migrate import upgrade
 
     try:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from cdrmodel.db import asyncpg_dsn
 
 
 def migrations_dir() -> Path:
@@ -27,3 +32,24 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
+
+
+def heads() -> set[str]:
+    """The head revisions of the migrations this installation ships."""
+    return set(ScriptDirectory.from_config(alembic_config("postgresql://")).get_heads())
+
+
+async def _applied(database_url: str) -> set[str]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=10)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
+            return set()
+        return {row[0] for row in await conn.fetch("SELECT version_num FROM alembic_version")}
+    finally:
+        await conn.close()
+
+
+def at_head(database_url: str) -> bool:
+    """Whether the database's schema is the one this installation's code expects (read only:
+    what a service's init container asks before it starts, while the migrate Job runs)."""
+    return asyncio.run(_applied(database_url)) == heads()

@@ -8,6 +8,12 @@ from typing import Literal, TypeVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# What one process of a service runs (`cdrflow serve SERVICE --role`): `api` the HTTP routes
+# without the consumer and worker loops, `worker` those loops with only the ops routes
+# (/healthz, /readyz, /metrics), `all` both. Separate Deployments scale each on its own.
+Role = Literal["api", "worker", "all"]
+ROLES: tuple[Role, ...] = ("api", "worker", "all")
+
 
 class CommonSettings(BaseSettings):
     """What every cdrflow process needs; each service subclasses it with its own port."""
@@ -36,6 +42,19 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = Field(
         10, ge=1, description="PostgreSQL connections kept per process (as many again on bursts)."
     )
+    role: Role = Field(
+        "all",
+        description="What this process runs: api (HTTP routes, no consumer or worker loops), "
+        "worker (the loops, with /healthz, /readyz and /metrics only) or all.",
+    )
+
+    @property
+    def runs_api(self) -> bool:
+        return self.role != "worker"
+
+    @property
+    def runs_workers(self) -> bool:
+        return self.role != "api"
 
     @field_validator("database_url")
     @classmethod

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cdrmodel.auth import token_matches
 from cdrmodel.errors import CdrError, install_error_handlers
 from cdrmodel.logs import configure_logging
-from cdrmodel.settings import CommonSettings, load_settings
+from cdrmodel.settings import CommonSettings, Role, load_settings
 from cdrmodel.supervisor import install_fatal_hook
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,14 @@ def build_app(
     summary: str,
     lifespan: Callable[[FastAPI], Any],
     routers: list[APIRouter],
+    role: Role = "all",
 ) -> FastAPI:
     """A service's FastAPI app: its lifespan and routers plus the common ops routes.
 
     The lifespan yields its typed state as a dict (Starlette lifespan state) with an `ops`
     entry (OpsState); requests read it from `request.state`, never from `app.state`.
+    A `worker` process keeps the ops routes (the orchestrator probes them, Prometheus
+    scrapes them) and leaves the routers out: its business routes answer 404.
     """
     app = FastAPI(
         title=title,
@@ -98,8 +101,9 @@ def build_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     add_common_routes(app)
-    for router in routers:
-        app.include_router(router)
+    if role != "worker":
+        for router in routers:
+            app.include_router(router)
     return app
 
 
@@ -161,9 +165,14 @@ AdminDep = Depends(require_admin)
 
 
 def serve(
-    create_app: Callable[[Any], FastAPI], settings_cls: type[CommonSettings], service: str
+    create_app: Callable[[Any], FastAPI],
+    settings_cls: type[CommonSettings],
+    service: str,
+    *,
+    role: Role | None = None,
 ) -> None:
-    """`python -m cdr_<service>`: validated settings, JSON logs, one uvicorn worker.
+    """`python -m cdr_<service>` and `cdrflow serve`: validated settings, JSON logs, one
+    uvicorn worker. `role` (the `--role` option) wins over CDR_ROLE.
 
     A supervised background task that dies stops the server and the process exits 1, so the
     orchestrator restarts it rather than keeping a process that no longer works.
@@ -171,7 +180,10 @@ def serve(
     import uvicorn
 
     settings = load_settings(settings_cls)
+    if role is not None:
+        settings = settings.model_copy(update={"role": role})
     configure_logging(settings.log_level, service=service, fmt=settings.log_format)
+    log.info("%s starting with role %s", service, settings.role)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings),

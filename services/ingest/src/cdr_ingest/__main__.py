@@ -6,6 +6,7 @@ import gc
 
 from cdr_ingest.app import create_app
 from cdr_ingest.settings import IngestSettings
+from cdrmodel.settings import Role
 from cdrmodel.web import serve
 
 # A 10,000-record body allocates hundreds of thousands of small objects; with the default
@@ -15,9 +16,11 @@ from cdrmodel.web import serve
 GC_THRESHOLDS = (50_000, 20, 1000)
 
 
-def main() -> None:
+def main(role: Role | None = None) -> None:
+    """Also `cdrflow serve ingest` (entry point group cdrflow.services); `role` wins over
+    CDR_ROLE."""
     gc.set_threshold(*GC_THRESHOLDS)
-    serve(create_app, IngestSettings, "cdr_ingest")
+    serve(create_app, IngestSettings, "cdr_ingest", role=role)
 
 
 if __name__ == "__main__":

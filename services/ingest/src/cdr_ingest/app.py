@@ -46,7 +46,8 @@ def create_app(
             ),
             name="producer",
         )
-        producer.begin(supervisor)
+        if settings.runs_api:  # a worker (the pruner alone) publishes nothing
+            producer.begin(supervisor)
         probe = KafkaProbe(settings.kafka_bootstrap)
         publisher = Publisher(
             producer,
@@ -66,22 +67,25 @@ def create_app(
             ),
             clock=clock or (lambda: datetime.now(UTC)),
         )
-        pruner = dedupe_pruner(
-            engine,
-            keep_days=settings.dedupe_days,
-            batch=settings.dedupe_prune_batch,
-            pause=settings.dedupe_prune_pause,
-            interval=settings.dedupe_prune_interval,
-        )
-        supervisor.spawn("dedupe-pruner", pruner.run())
+        # Ingest's only worker loop. Replicas may all run it: each batch deletes rows it
+        # locked with SKIP LOCKED, so concurrent pruners share a pass instead of colliding.
+        if settings.runs_workers:
+            pruner = dedupe_pruner(
+                engine,
+                keep_days=settings.dedupe_days,
+                batch=settings.dedupe_prune_batch,
+                pause=settings.dedupe_prune_pause,
+                interval=settings.dedupe_prune_interval,
+            )
+            supervisor.spawn("dedupe-pruner", pruner.run())
         ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,
             kafka=probe.check,
-            producer=producer.connected,
             tasks=supervisor.check,
+            **({"producer": producer.connected} if settings.runs_api else {}),
         )
-        log.info("ingest ready on %s:%s", settings.host, settings.port)
+        log.info("ingest (%s) ready on %s:%s", settings.role, settings.host, settings.port)
         try:
             yield {"ops": ops, "ingest": state}
         finally:
@@ -95,7 +99,9 @@ def create_app(
         summary="Submit call-detail records (seed 000 compatible)",
         lifespan=lifespan,
         routers=[router, batch_router],
+        role=settings.role,
     )
-    # First: the lean compat route answers before FastAPI's documented one is tried.
-    app.router.routes.insert(0, compat_route)
+    if settings.runs_api:
+        # First: the lean compat route answers before FastAPI's documented one is tried.
+        app.router.routes.insert(0, compat_route)
     return app

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 
 import aiohttp
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -28,7 +29,7 @@ from cdrmodel.kafka import RATED, KafkaClient, KafkaProbe, make_consumer, run_ba
 from cdrmodel.principals import PrincipalDirectory
 from cdrmodel.pruning import Pruner
 from cdrmodel.supervisor import Supervisor
-from cdrmodel.web import build_app, service_ops
+from cdrmodel.web import Check, build_app, service_ops
 
 log = logging.getLogger("cdr_notifier")
 
@@ -50,6 +51,58 @@ def delivery_pruner(engine: AsyncEngine, settings: NotifierSettings) -> Pruner:
     )
 
 
+async def start_workers(
+    stack: AsyncExitStack,
+    settings: NotifierSettings,
+    engine: AsyncEngine,
+    supervisor: Supervisor,
+    wake: asyncio.Event,
+    box: SecretBox,
+) -> KafkaClient[AIOKafkaConsumer]:
+    """The worker loops (roles `worker` and `all`): the recorder (cdr.rated.v1 -> due
+    deliveries), the dispatcher (pushes), the pruner of ended deliveries and the resealing of
+    secrets. Their clients close with `stack`, once the supervisor has stopped the loops.
+    Returns the consumer (its readiness check)."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.push_concurrency,
+        ttl_dns_cache=60,
+        resolver=None if settings.allow_private_webhooks else PublicResolver(),
+    )
+    # No cookie jar: a jar is per host name, shared by every tenant's CRM on that host,
+    # so a session cookie one CRM set would go with another tenant's pushes.
+    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    stack.push_async_callback(session.close)
+    # The dispatcher's own connections, on asyncpg directly (cdr_notifier.leases); none
+    # is opened before the first claim, so a database still starting is waited out there.
+    leases = await asyncpg.create_pool(
+        asyncpg_dsn(settings.database_url),
+        min_size=0,
+        max_size=2,
+        server_settings=LEASE_SESSION,
+    )
+    stack.push_async_callback(leases.close)
+    consumer = KafkaClient(
+        lambda: make_consumer(
+            settings.kafka_bootstrap,
+            topic_name(RATED, settings.topic_namespace),
+            group_id=settings.notifier_group,
+        ),
+        name="consumer",
+    )
+    stack.push_async_callback(consumer.close)
+    consumer.begin(supervisor)
+    recorder = DeliveryRecorder(engine, wake, stage=settings.notifier_group)
+
+    async def record_deliveries() -> None:
+        await run_batches(await consumer.get(), recorder.handle, max_records=1000)
+
+    supervisor.spawn("recorder", record_deliveries())
+    supervisor.spawn("delivery-pruner", delivery_pruner(engine, settings).run())
+    supervisor.spawn("resealing", reseal_stored_secrets(engine, box), finite=True)
+    supervisor.spawn("dispatcher", Dispatcher(leases, session, settings, wake, box).run())
+    return consumer
+
+
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     settings = settings or NotifierSettings()
 
@@ -58,48 +111,21 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         probe = KafkaProbe(settings.kafka_bootstrap)
         supervisor = Supervisor("notifier")
+        stack = AsyncExitStack()
+        # Set when deliveries become due. In an `api` process nothing waits on it: the
+        # workers' dispatchers find the rows a route made due on their next claim (0.5 s).
         wake = asyncio.Event()
-        connector = aiohttp.TCPConnector(
-            limit=settings.push_concurrency,
-            ttl_dns_cache=60,
-            resolver=None if settings.allow_private_webhooks else PublicResolver(),
-        )
-        # No cookie jar: a jar is per host name, shared by every tenant's CRM on that host,
-        # so a session cookie one CRM set would go with another tenant's pushes.
-        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-        # The dispatcher's own connections, on asyncpg directly (cdr_notifier.leases); none
-        # is opened before the first claim, so a database still starting is waited out there.
-        leases = await asyncpg.create_pool(
-            asyncpg_dsn(settings.database_url),
-            min_size=0,
-            max_size=2,
-            server_settings=LEASE_SESSION,
-        )
-        consumer = KafkaClient(
-            lambda: make_consumer(
-                settings.kafka_bootstrap,
-                topic_name(RATED, settings.topic_namespace),
-                group_id=settings.notifier_group,
-            ),
-            name="consumer",
-        )
-        consumer.begin(supervisor)
-        recorder = DeliveryRecorder(engine, wake, stage=settings.notifier_group)
-
-        async def record_deliveries() -> None:
-            await run_batches(await consumer.get(), recorder.handle, max_records=1000)
-
-        supervisor.spawn("recorder", record_deliveries())
-        supervisor.spawn("delivery-pruner", delivery_pruner(engine, settings).run())
         box = SecretBox(parse_keys(settings.webhook_keys), admin_token=settings.admin_token)
-        supervisor.spawn("resealing", reseal_stored_secrets(engine, box), finite=True)
-        supervisor.spawn("dispatcher", Dispatcher(leases, session, settings, wake, box).run())
+        clients: dict[str, Check] = {}
+        if settings.runs_workers:
+            consumer = await start_workers(stack, settings, engine, supervisor, wake, box)
+            clients["consumer"] = consumer.connected
         ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,
             kafka=probe.check,
-            consumer=consumer.connected,
             tasks=supervisor.check,
+            **clients,
         )
         state = NotifierState(
             engine=engine,
@@ -108,14 +134,12 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             allow_private_webhooks=settings.allow_private_webhooks,
             secrets=box,
         )
-        log.info("notifier ready on %s:%s", settings.host, settings.port)
+        log.info("notifier (%s) ready on %s:%s", settings.role, settings.host, settings.port)
         try:
             yield {"ops": ops, "notifier": state}
         finally:
             await supervisor.stop()
-            await consumer.close()
-            await session.close()
-            await leases.close()
+            await stack.aclose()
             await probe.close()
             await engine.dispose()
 
@@ -124,4 +148,5 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         summary="Pushes rated CDRs to CRMs; query, feed and report APIs",
         lifespan=lifespan,
         routers=[subscriptions.router, queries.router, rejections.router],
+        role=settings.role,
     )

@@ -52,43 +52,49 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
             name="consumer",
         )
         plans = PlanCache()  # one per process: the consumer and re-rating price with it
+        # The producer in every role: the admin API's re-rates publish their new versions.
         producer.begin(supervisor)
-        consumer.begin(supervisor)
-        supervisor.spawn(
-            "rating",
-            consume(
-                engine,
-                consumer=consumer,
-                producer=producer,
-                rated_topic=topic_name(RATED, settings.topic_namespace),
-                stage=settings.rater_group,
-                batch=settings.rater_batch,
-                plans=plans,
-            ),
-        )
         rerater = Rerater(
             engine,
             Publisher(engine, producer, topic_name(RATED, settings.topic_namespace)),
             plans,
             batch=settings.rerate_batch,
         )
-        supervisor.spawn(
-            "rerating",
-            run_rerating(
-                rerater,
-                poll=settings.rerate_poll_seconds,
-                republish_after=settings.rerate_republish_seconds,
-            ),
-        )
+        clients = {"producer": producer.connected}
+        # The worker loops: rating cdr.submitted.v1, and re-rating after configuration changes
+        # (an `api` process's admin writes bump tenant.config_version in the database, which
+        # is how the workers learn of them: nothing needs to pass between the processes).
+        if settings.runs_workers:
+            consumer.begin(supervisor)
+            clients["consumer"] = consumer.connected
+            supervisor.spawn(
+                "rating",
+                consume(
+                    engine,
+                    consumer=consumer,
+                    producer=producer,
+                    rated_topic=topic_name(RATED, settings.topic_namespace),
+                    stage=settings.rater_group,
+                    batch=settings.rater_batch,
+                    plans=plans,
+                ),
+            )
+            supervisor.spawn(
+                "rerating",
+                run_rerating(
+                    rerater,
+                    poll=settings.rerate_poll_seconds,
+                    republish_after=settings.rerate_republish_seconds,
+                ),
+            )
         ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,
             kafka=probe.check,
-            producer=producer.connected,
-            consumer=consumer.connected,
             tasks=supervisor.check,
+            **clients,
         )
-        log.info("rater ready on %s:%s", settings.host, settings.port)
+        log.info("rater (%s) ready on %s:%s", settings.role, settings.host, settings.port)
         try:
             state = RaterState(
                 engine=engine,
@@ -110,4 +116,5 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         summary="Prices and stores CDRs; admin API for tenants, decks and extensions",
         lifespan=lifespan,
         routers=[admin_router, quote_router, rerate_router, rejections.router],
+        role=settings.role,
     )
