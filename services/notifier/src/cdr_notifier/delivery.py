@@ -169,6 +169,13 @@ class Dispatcher:
         self._held: dict[SubscriptionKey, int] = {}  # claimed rows not yet written back
         self._holding = 0
         self._room = asyncio.Event()  # a claimed row was written back
+        # A subscription is claimed for again once a quarter of its cap is free: fewer, larger
+        # claims, and still most of its cap queued ahead of its endpoint's workers.
+        cap = settings.push_subscription_cap
+        self._refill = cap - max(1, cap // 4)
+        # A row written back left its subscription at or under that mark: a claim may find
+        # rows of it again. (One still over it, passed over by claims, gives them nothing.)
+        self._claimable = asyncio.Event()
         self._outcomes: list[Outcome] = []
         self._ready = asyncio.Event()  # outcomes wait to be written
         self._tasks: set[asyncio.Task[None]] = set()
@@ -203,10 +210,7 @@ class Dispatcher:
 
     async def _claim_forever(self) -> None:
         cfg = self._settings
-        cap = cfg.push_subscription_cap
-        # A subscription is claimed for again once a quarter of its cap is free: fewer, larger
-        # claims, and still most of its cap queued ahead of its endpoint's workers.
-        refill = cap - max(1, cap // 4)
+        refill = self._refill
         while True:
             free = self._capacity - self._holding
             if free < min(cfg.push_claim_batch, self._capacity) // 4 + 1:
@@ -222,12 +226,17 @@ class Dispatcher:
                 else:
                     full.add(key)
             limit = min(free, cfg.push_claim_batch)
+            # Cleared before the search, so what happens while it runs ends the wait after it.
+            self._wake.clear()
+            self._claimable.clear()
             claimed = await self._retrying(
                 self._claim, limit, list(full), what="claiming deliveries"
             )
             if not claimed:
-                # Nothing due, or all of it of full subscriptions: the next row written back
-                # may make room for them, new rows wake us, and a retry comes due by itself.
+                # Nothing due, or all of it of full subscriptions. Searching again as each
+                # row is written back would walk past every due row of those each time; a row
+                # that leaves its subscription claimable ends the wait, new rows wake us, and
+                # a retry or a paused endpoint's probe comes due by the idle poll.
                 await self._idle()
                 continue
             began = time.monotonic()
@@ -244,6 +253,10 @@ class Dispatcher:
                     task = asyncio.create_task(self._work(endpoint))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
+            if len(claimed) < limit:
+                # The search ran out of due rows it may take: the next one would find as
+                # little until something changes (see above), so it waits for that first.
+                await self._idle()
 
     def _hold(self, key: SubscriptionKey) -> None:
         self._held[key] = self._held.get(key, 0) + 1
@@ -257,6 +270,8 @@ class Dispatcher:
             del self._held[key]
         self._holding -= 1
         self._room.set()
+        if left <= self._refill:
+            self._claimable.set()
 
     async def _claim(self, limit: int, full: list[SubscriptionKey]) -> list[asyncpg.Record]:
         return await claim_due(
@@ -269,13 +284,11 @@ class Dispatcher:
         )
 
     async def _idle(self) -> None:
-        """Until new deliveries are recorded (`wake`), a held row is written back (`room`),
-        or 0.5 s have passed."""
-        self._wake.clear()
-        self._room.clear()
+        """Until new deliveries are recorded (`wake`), a written-back row leaves its
+        subscription claimable, or 0.5 s have passed (since the last search began)."""
         waits = [asyncio.ensure_future(self._wake.wait())]
         if self._holding:
-            waits.append(asyncio.ensure_future(self._room.wait()))
+            waits.append(asyncio.ensure_future(self._claimable.wait()))
         try:
             await asyncio.wait(waits, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
         finally:
