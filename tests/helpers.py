@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import math
 import time
 import uuid
@@ -238,3 +239,52 @@ def running(procs: Iterable[ServiceProcess], ready_timeout: float = 90) -> Itera
     finally:
         for proc in procs:
             proc.stop()
+
+
+async def submit_all(
+    ingest_url: str,
+    tenant: Tenant,
+    count: int,
+    *,
+    prefix: str,
+    retry: bool = False,
+    concurrency: int = 16,
+    answers: dict[str, str] | None = None,
+    **fields: str,
+) -> dict[str, str]:
+    """`count` CDRs by the compat GET, `concurrency` at a time, ExternalIDs `prefix` + n: the
+    answer code of each, also filled into `answers` as they come. With `retry`, as a PBX
+    does, what was not answered (a refused or dropped connection, 50503) is sent again until
+    it is."""
+    import aiohttp  # the client of the PBX side; the test apps run in aiohttp.web above
+
+    answers = {} if answers is None else answers
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def send(session: aiohttp.ClientSession, params: dict[str, str]) -> str | None:
+        try:
+            async with session.get(f"{ingest_url}/api_submitcdr.aspx", params=params) as resp:
+                code = await resp.text()
+        except aiohttp.ClientError:
+            if not retry:
+                raise
+            return None
+        return None if retry and code == "50503" else code
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            params = tenant.submit_params(
+                ExternalID=f"{prefix}{i}", Duration=str(30 + i % 200), **fields
+            )
+            for pause in itertools.repeat(0.05):
+                if (code := await send(session, params)) is not None:
+                    answers[f"{prefix}{i}"] = code
+                    break
+                await asyncio.sleep(pause)  # ingest restarting or busy: the PBX tries again
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return answers

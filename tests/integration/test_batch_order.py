@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -193,3 +194,34 @@ async def test_a_refused_batch_is_narrowed_to_the_record_at_fault(
             )
         ).all()
     assert [tuple(r) for r in rows] == [(6, "unstorable")]
+
+
+async def test_stopping_mid_batch_finishes_the_batch_commits_it_and_returns(
+    infra: Infra, topic: str
+) -> None:
+    # Graceful shutdown: the batch in hand is handled to the end and its offsets committed
+    # (the partition's next owner starts after it), then the loop returns instead of reading
+    # more. Cancelled instead, the batch would be read and handled again by that next owner.
+    group = unique_id("drain-")
+    consumer = make_consumer(infra.bootstrap, topic, group_id=group)
+    await consumer.start()
+    tp = TopicPartition(topic, 0)
+    stopping = asyncio.Event()
+    release = asyncio.Event()
+    handled: list[list[bytes]] = []
+
+    async def handler(records: list[Any]) -> None:
+        stopping.set()  # SIGTERM arrives while this batch is being stored
+        await release.wait()
+        handled.append([r.value for r in records])
+
+    try:
+        loop = asyncio.create_task(run_batches(consumer, handler, stopping=stopping))
+        await wait_for(stopping.is_set, timeout=30, what="a batch in hand")
+        assert not loop.done()
+        release.set()
+        await asyncio.wait_for(loop, timeout=10)  # returns by itself: nothing cancelled it
+        assert handled == [[b"r0", b"r1", b"r2"]]
+        assert await consumer.committed(tp) == 3
+    finally:
+        await consumer.stop()

@@ -14,7 +14,7 @@ from cdrflow_dev.infra import free_port
 from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
 from tests.conftest import Infra
-from tests.helpers import ADMIN_TOKEN, Tenant, create_tenant, running, wait_for
+from tests.helpers import ADMIN_TOKEN, create_tenant, running, submit_all, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -40,22 +40,6 @@ def crash_stack(infra: Infra) -> Iterator[dict[str, ServiceProcess]]:
         yield procs
 
 
-async def _submit_all(ingest_url: str, tenant: Tenant, codes: list[str], **fields: str) -> None:
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(TOTAL):
-        queue.put_nowait(i)
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            params = tenant.submit_params(ExternalID=f"c{i}", Duration=str(30 + i % 200), **fields)
-            async with session.get(f"{ingest_url}/api_submitcdr.aspx", params=params) as resp:
-                codes.append(await resp.text())
-
-    async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(worker(session) for _ in range(16)))
-
-
 async def test_rater_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     infra: Infra, crash_stack: dict[str, ServiceProcess]
 ) -> None:
@@ -72,15 +56,17 @@ async def test_rater_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
         async def stored_at_least(n: int) -> bool:
             return await stored() >= n
 
-        codes: list[str] = []
-        sending = asyncio.create_task(_submit_all(ingest.url, tenant, codes))
+        codes: dict[str, str] = {}
+        sending = asyncio.create_task(
+            submit_all(ingest.url, tenant, TOTAL, prefix="c", answers=codes)
+        )
         # Kill once the rater is visibly mid-stream: some stored, most still coming.
         await wait_for(lambda: stored_at_least(200), what="200 stored before the kill")
         rater.kill()
         killed_at = await stored()
         assert killed_at < TOTAL, "the stream finished before the kill; the test proves nothing"
         await sending
-        assert codes.count("0") == TOTAL, f"ingest answers: {set(codes)}"
+        assert list(codes.values()).count("0") == TOTAL, f"ingest answers: {set(codes.values())}"
 
         rater.start()
         rater.wait_ready(90)
@@ -117,10 +103,12 @@ async def test_rater_killed_mid_rerate_leaves_one_current_price_per_record(
                 f"SELECT count(*) FROM cdr WHERE database_id = $1 {where}", db
             )
 
-        codes: list[str] = []
+        codes: dict[str, str] = {}
         # From a number that is no extension yet: all 2,000 held unrated, no_package.
-        await _submit_all(ingest.url, tenant, codes, OriginatingNumber="200")
-        assert codes.count("0") == TOTAL, f"ingest answers: {set(codes)}"
+        await submit_all(
+            ingest.url, tenant, TOTAL, prefix="c", answers=codes, OriginatingNumber="200"
+        )
+        assert list(codes.values()).count("0") == TOTAL, f"ingest answers: {set(codes.values())}"
         await wait_for(lambda: _at_least(count("AND NOT rated"), TOTAL), timeout=120, what="held")
 
         async with aiohttp.ClientSession() as session:

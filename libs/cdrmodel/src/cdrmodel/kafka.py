@@ -154,6 +154,19 @@ class KafkaClient(Generic[C]):
         assert self.client is not None
         return self.client
 
+    async def get_unless(self, stopping: asyncio.Event | None) -> C | None:
+        """The client once connected, or None if `stopping` is set first (a shutdown that
+        came while it was still connecting: there is no batch in hand to finish)."""
+        if stopping is None:
+            return await self.get()
+        waits = [asyncio.ensure_future(self._ready.wait()), asyncio.ensure_future(stopping.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return self.client if self._ready.is_set() and not stopping.is_set() else None
+
     async def connected(self) -> bool:
         return self.client is not None
 
@@ -176,6 +189,7 @@ async def run_batches(
     *,
     max_records: int = 500,
     timeout_ms: int = 200,
+    stopping: asyncio.Event | None = None,
 ) -> None:
     """The consumer loop every service shares.
 
@@ -183,8 +197,11 @@ async def run_batches(
     it) and returns; only then are the batch's offsets committed. A crash before the commit
     redelivers the batch, which the handler's unique keys absorb: at-least-once in,
     exactly-once stored. A failing handler is retried on the same batch, never skipped.
+
+    Once `stopping` is set (graceful shutdown) the loop returns after the batch in hand is
+    stored and its offsets committed, so the partitions' next owner starts after it.
     """
-    while True:
+    while stopping is None or not stopping.is_set():
         try:
             batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:  # broker away: keep the loop (and the service) alive

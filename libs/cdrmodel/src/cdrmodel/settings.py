@@ -42,6 +42,14 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = Field(
         10, ge=1, description="PostgreSQL connections kept per process (as many again on bursts)."
     )
+    shutdown_grace_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="On SIGTERM: how long open HTTP requests may take to be answered, then how "
+        "long the loops may take to finish their batch or push and hand back the rest; the "
+        "pod's terminationGracePeriodSeconds must exceed twice this.",
+    )
     role: Role = Field(
         "all",
         description="What this process runs: api (HTTP routes, no consumer or worker loops), "

@@ -36,16 +36,25 @@ class Supervisor:
     def __init__(self, service: str) -> None:
         self._service = service
         self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._drains: dict[str, Callable[[], None]] = {}
         self._dead: dict[str, BaseException] = {}
         self._stopping = False
 
     def spawn(
-        self, name: str, coro: Coroutine[Any, Any, Any], *, finite: bool = False
+        self,
+        name: str,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        finite: bool = False,
+        drain: Callable[[], None] | None = None,
     ) -> asyncio.Task[Any]:
         """Run `coro` as a supervised task. `finite` tasks may return (a connect loop that
-        succeeded); the others are loops whose return is itself a death."""
+        succeeded); the others are loops whose return is itself a death. `drain`, called at
+        shutdown, asks the task to finish what it holds and return (`stop`)."""
         task = asyncio.create_task(coro, name=f"{self._service}:{name}")
         self._tasks[name] = task
+        if drain is not None:
+            self._drains[name] = drain
         task.add_done_callback(lambda t: self._ended(name, t, finite=finite))
         return task
 
@@ -71,9 +80,21 @@ class Supervisor:
         """A readiness check: no supervised task has died."""
         return not self._dead
 
-    async def stop(self) -> None:
-        """Cancel every task (shutdown, not a death) and wait for them to end."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Shutdown, not a death: the tasks that can drain are asked to, and given `grace`
+        seconds to finish their batch or push and hand back the rest; then every task still
+        running is cancelled, and waited for."""
         self._stopping = True
+        draining = [self._tasks[name] for name in self._drains if not self._tasks[name].done()]
+        for drain in self._drains.values():
+            drain()
+        if draining and grace > 0:
+            _, late = await asyncio.wait(draining, timeout=grace)
+            if late:
+                names = sorted(t.get_name() for t in late)
+                log.warning(
+                    "%s: %s still busy after %g s; cancelled", self._service, names, grace
+                )
         for task in self._tasks.values():
             task.cancel()
         for task in self._tasks.values():

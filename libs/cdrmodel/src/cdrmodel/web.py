@@ -192,6 +192,9 @@ def serve(
             log_level=settings.log_level,
             log_config=None,  # uvicorn's own lines go through our handlers (JSON or console)
             access_log=False,
+            # SIGTERM: open requests get this long to be answered; then the lifespan gives
+            # the loops as long again to drain (Supervisor.stop).
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
             loop="uvloop",
             http="httptools",
         )

@@ -93,13 +93,18 @@ async def start_workers(
     consumer.begin(supervisor)
     recorder = DeliveryRecorder(engine, wake, stage=settings.notifier_group)
 
-    async def record_deliveries() -> None:
-        await run_batches(await consumer.get(), recorder.handle, max_records=1000)
+    stopping = asyncio.Event()  # SIGTERM: the batch in hand recorded and committed, then out
 
-    supervisor.spawn("recorder", record_deliveries())
+    async def record_deliveries() -> None:
+        source = await consumer.get_unless(stopping)
+        if source is not None:
+            await run_batches(source, recorder.handle, max_records=1000, stopping=stopping)
+
+    supervisor.spawn("recorder", record_deliveries(), drain=stopping.set)
     supervisor.spawn("delivery-pruner", delivery_pruner(engine, settings).run())
     supervisor.spawn("resealing", reseal_stored_secrets(engine, box), finite=True)
-    supervisor.spawn("dispatcher", Dispatcher(leases, session, settings, wake, box).run())
+    dispatcher = Dispatcher(leases, session, settings, wake, box)
+    supervisor.spawn("dispatcher", dispatcher.run(), drain=dispatcher.drain)
     return consumer
 
 
@@ -138,7 +143,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         try:
             yield {"ops": ops, "notifier": state}
         finally:
-            await supervisor.stop()
+            await supervisor.stop(grace=settings.shutdown_grace_seconds)
             await stack.aclose()
             await probe.close()
             await engine.dispose()

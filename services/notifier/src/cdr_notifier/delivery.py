@@ -189,6 +189,7 @@ class Dispatcher:
         # Subscriptions whose endpoint's breaker is open: passed over by claims until it
         # closes or may be probed, so rows that would only be handed back take no room.
         self._paused: dict[SubscriptionKey, Endpoint] = {}
+        self._draining = False  # graceful shutdown: no more claims (`drain`)
         # The lease covers a wait for an endpoint slot of two push timeouts, a push, and 10 s
         # for the outcome's write and the clocks (the lease is the database's); a
         # row that waited longer goes back untried (`_attempt`), so the lease need not cover
@@ -196,8 +197,9 @@ class Dispatcher:
         self.lease = 3 * settings.push_timeout + 10
 
     async def run(self) -> None:
-        """Claims and writes outcomes until cancelled; a failure of either (not passing
-        PostgreSQL trouble, which they wait out) ends both, and the supervisor reports it."""
+        """Claims and writes outcomes until cancelled or drained (`drain`); a failure of
+        either (not passing PostgreSQL trouble, which they wait out) ends both, and the
+        supervisor reports it."""
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._write_outcomes())
@@ -206,12 +208,27 @@ class Dispatcher:
             for task in list(self._tasks):
                 task.cancel()
 
+    def drain(self) -> None:
+        """Graceful shutdown: no more claims; the pushes under way finish and are recorded;
+        claimed rows not yet pushed go back to pending, due at once, so another notifier
+        takes them without waiting out the lease. `run` returns once every row this
+        dispatcher holds is written back (the supervisor cancels it if that takes too long:
+        the leases then expire as after a crash)."""
+        self._draining = True
+        now = datetime.now(UTC)
+        for endpoint in self._endpoints.values():
+            while endpoint.queue:
+                d, key, _ = endpoint.queue.popleft()
+                self._outcomes.append(_untried(d, key, now))
+        for event in (self._ready, self._wake, self._room, self._claimable):
+            event.set()  # the writer and the claimer look at `_draining` again
+
     # -- claiming -----------------------------------------------------------------------
 
     async def _claim_forever(self) -> None:
         cfg = self._settings
         refill = self._refill
-        while True:
+        while not self._draining:
             free = self._capacity - self._holding
             if free < min(cfg.push_claim_batch, self._capacity) // 4 + 1:
                 self._room.clear()
@@ -232,6 +249,14 @@ class Dispatcher:
             claimed = await self._retrying(
                 self._claim, limit, list(full), what="claiming deliveries"
             )
+            if self._draining:  # drain() came while the claim ran: its rows go back
+                now_utc = datetime.now(UTC)
+                for d in claimed:
+                    key = (d["database_id"], d["subscription_id"])
+                    self._hold(key)
+                    self._outcomes.append(_untried(d, key, now_utc))
+                self._ready.set()
+                return
             if not claimed:
                 # Nothing due, or all of it of full subscriptions. Searching again as each
                 # row is written back would walk past every due row of those each time; a row
@@ -391,7 +416,7 @@ class Dispatcher:
     # -- writing outcomes ---------------------------------------------------------------
 
     async def _write_outcomes(self) -> None:
-        while True:
+        while not (self._draining and self._holding == 0):
             await self._ready.wait()
             # A few milliseconds for others to finish: one transaction for many outcomes.
             await asyncio.sleep(0.005)

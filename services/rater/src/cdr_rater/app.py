@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -67,6 +68,7 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
         if settings.runs_workers:
             consumer.begin(supervisor)
             clients["consumer"] = consumer.connected
+            stopping = asyncio.Event()  # SIGTERM: finish the batch in hand, commit, return
             supervisor.spawn(
                 "rating",
                 consume(
@@ -77,7 +79,9 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
                     stage=settings.rater_group,
                     batch=settings.rater_batch,
                     plans=plans,
+                    stopping=stopping,
                 ),
+                drain=stopping.set,
             )
             supervisor.spawn(
                 "rerating",
@@ -105,7 +109,7 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
             )
             yield {"ops": ops, "rater": state}
         finally:
-            await supervisor.stop()
+            await supervisor.stop(grace=settings.shutdown_grace_seconds)
             await consumer.close()
             await producer.close()
             await probe.close()

@@ -116,10 +116,14 @@ async def consume(
     stage: str,
     batch: int,
     plans: PlanCache | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> None:
-    """Wait for both Kafka clients, then rate batches until cancelled. It never returns; if it
-    raises, the app's supervisor reports the death and the process exits."""
+    """Wait for both Kafka clients, then rate batches until cancelled, or until `stopping` is
+    set and the batch in hand is stored and committed (graceful shutdown). If it raises, the
+    app's supervisor reports the death and the process exits."""
     handler = RatingHandler(engine, await producer.get(), rated_topic, stage=stage, plans=plans)
-    source = await consumer.get()
+    source = await consumer.get_unless(stopping)
+    if source is None:
+        return  # shut down before it was connected
     log.info("rater consuming")
-    await run_batches(source, handler.handle, max_records=batch)
+    await run_batches(source, handler.handle, max_records=batch, stopping=stopping)
