@@ -126,3 +126,12 @@ def stack(infra: Infra) -> Iterator[Stack]:
 @pytest.fixture
 async def tenant(stack: Stack) -> AsyncIterator[Tenant]:
     yield await create_tenant(stack.rater.url)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow tests (real service processes) first, in their order, then the rest:
+    with two xdist workers the long ones start early and the short ones fill in around them,
+    instead of a minute-long crash test starting last while the other worker sits idle.
+    Whole modules move, so their module-scoped fixtures are set up once."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)  # stable: order kept within
