@@ -92,7 +92,7 @@ async def test_offsets_are_committed_only_after_the_store_commits(
     processor = BatchProcessor(
         engine, stage=stage, decode=lambda raw: raw.decode(), store=store, publish=publish
     )
-    loop = asyncio.create_task(run_batches(consumer, processor.handle))
+    loop = asyncio.create_task(run_batches(consumer, processor.handle, group=stage))
     try:
         await wait_for(lambda: consumer.committed(tp), what="the offset commit")
         assert await consumer.committed(tp) == 3
@@ -143,7 +143,7 @@ async def test_a_failing_store_commits_no_offset_and_the_batch_is_retried_whole(
         return Stored()
 
     processor = BatchProcessor(engine, stage=stage, decode=lambda raw: raw.decode(), store=store)
-    loop = asyncio.create_task(run_batches(consumer, processor.handle))
+    loop = asyncio.create_task(run_batches(consumer, processor.handle, group=stage))
     try:
         await wait_for(lambda: consumer.committed(tp), timeout=30, what="the offset commit")
     finally:
@@ -216,7 +216,9 @@ async def test_stopping_mid_batch_finishes_the_batch_commits_it_and_returns(
         handled.append([r.value for r in records])
 
     try:
-        loop = asyncio.create_task(run_batches(consumer, handler, stopping=stopping))
+        loop = asyncio.create_task(
+            run_batches(consumer, handler, group="stopping", stopping=stopping)
+        )
         await wait_for(stopping.is_set, timeout=30, what="a batch in hand")
         assert not loop.done()
         release.set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -18,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
+from cdrmodel.kafka_metrics import ConsumerMetrics
 from cdrmodel.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -187,6 +189,7 @@ async def run_batches(
     consumer: AIOKafkaConsumer,
     handler: BatchHandler,
     *,
+    group: str,
     max_records: int = 500,
     timeout_ms: int = 200,
     stopping: asyncio.Event | None = None,
@@ -197,10 +200,12 @@ async def run_batches(
     it) and returns; only then are the batch's offsets committed. A crash before the commit
     redelivers the batch, which the handler's unique keys absorb: at-least-once in,
     exactly-once stored. A failing handler is retried on the same batch, never skipped.
+    `group` labels the loop's metrics (lag, batch size and time: cdrmodel.kafka_metrics).
 
     Once `stopping` is set (graceful shutdown) the loop returns after the batch in hand is
     stored and its offsets committed, so the partitions' next owner starts after it.
     """
+    metrics = ConsumerMetrics(group)
     while stopping is None or not stopping.is_set():
         try:
             batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
@@ -210,7 +215,9 @@ async def run_batches(
             continue
         records = [rec for part in batches.values() for rec in part]
         if not records:
+            await metrics.sample_lag(consumer)  # idle polls too: a drained partition reads 0
             continue
+        started = time.perf_counter()
 
         def retry_batch(exc: Exception, size: int = len(records)) -> bool:
             # Every failure that reaches here is retried on the same batch, forever: the
@@ -233,3 +240,5 @@ async def run_batches(
             # A rebalance took the partitions away (or the broker is away): their next owner
             # re-reads from the last commit and the unique keys absorb the repeat.
             log.warning("offset commit failed (%r); the batch will be seen again", exc)
+        metrics.batch(len(records), time.perf_counter() - started)
+        await metrics.sample_lag(consumer)

@@ -74,6 +74,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python's warnings go through logging too, as JSON lines, rather than raw to stderr.
+    logging.captureWarnings(True)
     # Chatty libraries: their info lines are per request or per poll.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

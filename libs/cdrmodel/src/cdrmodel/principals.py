@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.contextvars import bind_contextvars
 
 from cdrmodel.auth import CredentialVerifier, FailureThrottle, client_key
 from cdrmodel.db import api_account, tenant
@@ -229,6 +230,8 @@ class PrincipalDirectory:
                 )
             raise AuthError("APIPassword wrong", code=PASSWORD_WRONG)
         self.throttle.succeeded(guesser)
+        # The request's later log lines name the tenant (cdrmodel.observe unbinds it after).
+        bind_contextvars(tenant=found.database_id)
         return found
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cdrmodel.auth import token_matches
 from cdrmodel.errors import CdrError, install_error_handlers
 from cdrmodel.logs import configure_logging
+from cdrmodel.observe import RequestObserver, bind_path_ids
 from cdrmodel.settings import CommonSettings, Role, load_settings
 from cdrmodel.supervisor import install_fatal_hook
 
@@ -101,6 +102,7 @@ def build_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     add_common_routes(app)
+    app.add_middleware(RequestObserver)  # request ids in logs, HTTP metrics by route template
     if role != "worker":
         for router in routers:
             app.include_router(router)
@@ -159,6 +161,7 @@ async def require_admin(
     expected = ops_state(request).admin_token
     if creds is None or not token_matches(creds.credentials, expected):
         raise CdrError("admin bearer token missing or wrong", status_code=401)
+    bind_path_ids(request.path_params)
 
 
 AdminDep = Depends(require_admin)

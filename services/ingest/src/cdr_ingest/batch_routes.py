@@ -37,7 +37,7 @@ from cdr_ingest.parsing import (
     parse_native,
     resolve_timezone,
 )
-from cdr_ingest.routes import SUBMISSIONS
+from cdr_ingest.routes import count_submissions
 from cdr_ingest.service import ACCEPTED, DAILY_LIMIT, DUPLICATE, UNAVAILABLE
 from cdrmodel.errors import error_responses
 from cdrmodel.events import CdrSubmitted
@@ -146,10 +146,11 @@ async def _submit(request: Request, endpoint: str, parse: Parser) -> Response:
             client=request.client.host if request.client else None,
         )
     except AuthError as exc:
-        SUBMISSIONS.labels(endpoint, str(exc.code)).inc()
+        assert exc.code is not None
+        count_submissions(endpoint, exc.code)
         return _json(401, exc.body(), headers=CHALLENGE)
     except (SQLAlchemyError, OSError):
-        SUBMISSIONS.labels(endpoint, str(UNAVAILABLE)).inc()
+        count_submissions(endpoint, UNAVAILABLE)
         return _unavailable("PostgreSQL unreachable; nothing was stored, retry later")
     body = await _read_body(request)
     now = state.clock()
@@ -168,7 +169,7 @@ async def _submit(request: Request, endpoint: str, parse: Parser) -> Response:
         )
     answers, counts = _answers(results, outcomes)
     for code, n in counts.items():
-        SUBMISSIONS.labels(endpoint, str(code)).inc(n)
+        count_submissions(endpoint, code, n)
     if outcomes and all(o.code == UNAVAILABLE for o in outcomes):
         # Nothing of the request was taken: one answer a client's retry logic understands.
         return _unavailable("PostgreSQL or Kafka unreachable; nothing was stored, retry later")

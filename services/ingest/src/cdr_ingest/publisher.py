@@ -14,6 +14,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from cdr_ingest.dedupe import Unavailable
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.kafka import KafkaClient
+from cdrmodel.kafka_metrics import PRODUCE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Publisher:
         self._producer = producer
         self._topic = topic
         self._timeout = timeout
+        self._observe = PRODUCE_SECONDS.labels(topic).observe
 
     async def publish_many(self, events: Sequence[CdrSubmitted]) -> list[bool]:
         """Every event as one Kafka record; True for each the broker acknowledged within the
@@ -62,7 +64,8 @@ class Publisher:
             return [False] * len(events)
         sent: list[tuple[list[int], asyncio.Future[object]]] = []
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
+        started = loop.time()
+        deadline = started + self._timeout
         try:
             async with asyncio.timeout_at(deadline):
                 partitions = sorted(await producer.partitions_for(self._topic))
@@ -84,7 +87,9 @@ class Publisher:
             # Batches already handed to the producer may still be (or have been) acknowledged:
             # they are waited for below and counted, never reported failed wholesale.
             log.warning("publish failed after %d batches: %r", len(sent), exc)
-        return await _acknowledged(len(events), sent, deadline - loop.time())
+        acked = await _acknowledged(len(events), sent, deadline - loop.time())
+        self._observe(loop.time() - started)
+        return acked
 
     async def _send(
         self, producer: AIOKafkaProducer, batch: BatchBuilder, partition: int

@@ -45,14 +45,20 @@ async def _params(request: Request) -> dict[str, str]:
     return params
 
 
-_COUNTED: dict[int, Callable[[], None]] = {}
+_COUNTED: dict[tuple[str, int], Callable[[float], None]] = {}
+
+
+def count_submissions(endpoint: str, code: int, n: int = 1) -> None:
+    """`n` submissions answered `code` at `endpoint` (one labelled child each, looked up
+    once: a labels() call per request shows in the compat route's profile)."""
+    inc = _COUNTED.get((endpoint, code))
+    if inc is None:
+        inc = _COUNTED[endpoint, code] = SUBMISSIONS.labels(endpoint, str(code)).inc
+    inc(n)
 
 
 def _count(code: int) -> None:
-    inc = _COUNTED.get(code)
-    if inc is None:  # one labelled child per code, looked up once
-        inc = _COUNTED[code] = SUBMISSIONS.labels("api_submitcdr", str(code)).inc
-    inc()
+    count_submissions("api_submitcdr", code)
 
 
 def _answer(code: int) -> PlainTextResponse:

@@ -98,7 +98,13 @@ async def start_workers(
     async def record_deliveries() -> None:
         source = await consumer.get_unless(stopping)
         if source is not None:
-            await run_batches(source, recorder.handle, max_records=1000, stopping=stopping)
+            await run_batches(
+                source,
+                recorder.handle,
+                group=settings.notifier_group,
+                max_records=1000,
+                stopping=stopping,
+            )
 
     supervisor.spawn("recorder", record_deliveries(), drain=stopping.set)
     supervisor.spawn("delivery-pruner", delivery_pruner(engine, settings).run())

@@ -22,6 +22,7 @@ import aiohttp
 import asyncpg
 import stamina
 from prometheus_client import Counter, Gauge, Histogram
+from structlog.contextvars import bind_contextvars
 
 from cdr_notifier.formats import acknowledged, encode, sign
 from cdr_notifier.leases import Attempt, Outcome, SubscriptionKey, claim_due, record_outcomes
@@ -341,6 +342,8 @@ class Dispatcher:
         try:
             while endpoint.queue:
                 d, key, claimed = endpoint.queue.popleft()
+                # This worker's log lines (and its libraries') name the push at hand.
+                bind_contextvars(tenant=key[0], cdr_id=str(d["cdr_id"]), delivery_id=d["id"])
                 try:
                     outcome = await self._attempt(endpoint, d, key, claimed)
                 except Exception as exc:  # a bug here must not strand the row: back untried

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_rater import repository
@@ -25,11 +26,27 @@ from cdr_rater.plans import PlanCache
 from cdrmodel.consumer import BatchProcessor, Item, Rejection, Stored
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.kafka import KafkaClient, run_batches
+from cdrmodel.kafka_metrics import timed_produce
 
 log = logging.getLogger(__name__)
 
-RATED = Counter("cdrflow_rater_cdrs_total", "CDRs stored by the rater", ["outcome"])
-BATCH_SECONDS = Histogram("cdrflow_rater_batch_seconds", "Time to handle one consumed batch")
+RATED = Counter(
+    "cdrflow_rater_cdrs_total",
+    "CDRs stored and published by the rater: outcome rated or unrated, and for an unrated one "
+    "its reason (no_package, no_rate, invalid_start_time, ...; empty when rated)",
+    ["outcome", "reason"],
+)
+_outcomes: dict[str | None, Callable[[], None]] = {}
+
+
+def _count(reason: str | None) -> None:
+    """One stored row in RATED; `reason` None: rated. A child per reason, looked up once."""
+    inc = _outcomes.get(reason)
+    if inc is None:
+        labels = ("rated", "") if reason is None else ("unrated", reason)
+        inc = _outcomes[reason] = RATED.labels(*labels).inc
+    inc()
+
 
 Published = tuple[dict[str, Any], str]  # a stored cdr row and its tenant's time zone
 
@@ -56,8 +73,7 @@ class RatingHandler:
         )
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
-        with BATCH_SECONDS.time():
-            await self._batches.handle(records)
+        await self._batches.handle(records)
 
     async def _store(
         self, conn: AsyncConnection, items: list[Item[CdrSubmitted]]
@@ -93,18 +109,19 @@ class RatingHandler:
     async def _publish(self, stored: list[Published]) -> None:
         """After the commit, no transaction open: one CdrRated per stored row, acks awaited."""
         futures = []
-        for row, zone in stored:
-            RATED.labels("rated" if row["rated"] else "unrated").inc()
-            event = rated_event(row, timezone=zone)
-            futures.append(
-                await self._producer.send(
-                    self._topic,
-                    value=event.model_dump_json().encode(),
-                    key=row["database_id"].encode(),
+        with timed_produce(self._topic):
+            for row, zone in stored:
+                _count(None if row["rated"] else row["unrated_reason"] or "unknown")
+                event = rated_event(row, timezone=zone)
+                futures.append(
+                    await self._producer.send(
+                        self._topic,
+                        value=event.model_dump_json().encode(),
+                        key=row["database_id"].encode(),
+                    )
                 )
-            )
-        if futures:
-            await asyncio.gather(*futures)
+            if futures:
+                await asyncio.gather(*futures)
 
 
 async def consume(
@@ -126,4 +143,4 @@ async def consume(
     if source is None:
         return  # shut down before it was connected
     log.info("rater consuming")
-    await run_batches(source, handler.handle, max_records=batch, stopping=stopping)
+    await run_batches(source, handler.handle, group=stage, max_records=batch, stopping=stopping)

@@ -68,12 +68,17 @@ def _rate(cdr_id: uuid.UUID, call: Call, plan: TenantPlan, default_package: str 
     try:
         rating = rate_call(call, plan, default_package=default_package)
     except (ArithmeticError, ValueError) as exc:
-        log.error("rating %s failed: %r", cdr_id, exc)
+        # `extra`, not the log context: binding per record would cost every record of a batch.
+        log.error("rating %s failed: %r", cdr_id, exc, extra={"cdr_id": str(cdr_id)})
         return Rating(rated=False, unrated_reason="rating_error")
     if not all(storable(v) for v in (rating.total, rating.cost) if v is not None):
         # A price NUMERIC(20, 8) cannot hold: kept unrated (fix the deck, then re-rate),
         # never a record PostgreSQL refuses.
-        log.error("rating %s gave an amount beyond 10^12: held unrated", cdr_id)
+        log.error(
+            "rating %s gave an amount beyond 10^12: held unrated",
+            cdr_id,
+            extra={"cdr_id": str(cdr_id)},
+        )
         return Rating(rated=False, unrated_reason="amount_out_of_range")
     return rating
 
