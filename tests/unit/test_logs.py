@@ -32,6 +32,11 @@ PROGRAM = textwrap.dedent(
     structlog.get_logger("cdr_test.structured").info(
         "push sent", status=200, webhook_secret="whsec_abc"
     )
+    try:
+        raise OSError("cannot reach postgresql+asyncpg://app:dbpw-1@db:5432/cdrflow")
+    except OSError:
+        log.exception("connect failed to %s", "https://crm:urlpw-2@crm.example/hook")
+    log.error("GET /api_submitcdr.aspx?DatabaseID=D&APIPassword=qpw-3&Duration=9 failed")
     """
 )
 
@@ -58,11 +63,15 @@ def test_json_format_is_one_object_a_line_with_traceback() -> None:
         "batch failed",
         "login refused",
         "push sent",
+        "connect failed to https://crm:[redacted]@crm.example/hook",
+        "GET /api_submitcdr.aspx?DatabaseID=D&APIPassword=[redacted]&Duration=9 failed",
     ]
     for line in lines:
         assert {"timestamp", "level", "logger", "event"} <= line.keys()
         assert line["timestamp"].endswith("Z")
-    stored, failed, refused, pushed = lines
+    stored, failed, refused, pushed, connect, query = lines
+    assert query["level"] == "error"
+    assert "postgresql+asyncpg://app:[redacted]@db:5432/cdrflow" in connect["exception"]
     assert (stored["level"], stored["logger"]) == ("info", "cdr_test.module")
     assert failed["level"] == "error"
     assert failed["exception"].startswith("Traceback (most recent call last):")
@@ -76,6 +85,9 @@ def test_secrets_never_reach_a_log_line() -> None:
     for fmt in ("json", "console"):
         _stdout, stderr = run(fmt)
         assert "hunter2" not in stderr and "whsec_abc" not in stderr
+        if fmt == "json":  # the console renders tracebacks as they are, for people
+            assert "dbpw-1" not in stderr
+        assert "urlpw-2" not in stderr and "qpw-3" not in stderr
         assert "[redacted]" in stderr
 
 

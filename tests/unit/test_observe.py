@@ -107,7 +107,7 @@ async def test_a_sane_incoming_request_id_is_kept(client: httpx.AsyncClient, giv
 async def test_an_odd_incoming_request_id_is_replaced(
     client: httpx.AsyncClient, given: str
 ) -> None:
-    resp = await client.post("/v1/things/DB2", headers={"x-request-id": given.encode()})
+    resp = await client.post("/v1/things/DB2", headers={b"x-request-id": given.encode()})
     assert resp.headers["x-request-id"] != given
     assert len(resp.headers["x-request-id"]) == 16
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdr_notifier.urls import check_url, is_public
+from cdr_notifier.urls import check_url, is_public, refusal, shown
 from cdrmodel.errors import Unprocessable
 
 
@@ -71,3 +71,27 @@ async def test_names_are_left_to_the_resolver_at_send_time() -> None:
     await check_url("http://crm.invalid/hook", allow_private=False, resolve=False)
     with pytest.raises(Unprocessable):
         await check_url("http://10.0.0.1/hook", allow_private=False, resolve=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://crm:s3cret-pw@10.1.2.3/hook",
+        "ftp://crm:s3cret-pw@example.com/hook",
+        "http://crm:s3cret-pw@[::1]:8080/hook",
+    ],
+)
+async def test_a_refusal_never_quotes_the_urls_password(url: str) -> None:
+    # The refusal is stored on the attempt row and logged when a breaker opens.
+    why = refusal(url, allow_private=False)
+    assert why is not None
+    assert "s3cret-pw" not in why and "crm:***@" in why
+    with pytest.raises(Unprocessable) as caught:
+        await check_url(url, allow_private=False, resolve=False)
+    assert "s3cret-pw" not in str(caught.value)
+
+
+def test_shown_keeps_a_url_without_a_password() -> None:
+    assert shown("https://crm.example/hook?a=1") == "https://crm.example/hook?a=1"
+    assert shown("https://user@crm.example/hook") == "https://user@crm.example/hook"
+    assert shown("https://user:pw@crm.example:8443/h") == "https://user:***@crm.example:8443/h"

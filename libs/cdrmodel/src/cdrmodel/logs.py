@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
@@ -20,10 +21,30 @@ _SECRET_WORDS = ("password", "secret", "token", "authorization", "api_key")
 REDACTED = "[redacted]"
 
 
+# Secrets inside text: the password of a URL's userinfo (`postgresql://app:pw@db/...`, a push
+# URL `https://user:pw@crm/...`) and a secret-named query parameter (`APIPassword=...`,
+# `password=...`), wherever a message, an exception's text or its traceback quotes them: a
+# driver error quoting a DSN, SQL parameters holding a subscription's URL, an HTTP client
+# error quoting the URL it called.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)[^/\s@'\"]+@")
+_SECRET_PARAM = re.compile(r"(?P<head>(?i:[a-z_]*(?:password|secret|token))=)[^&\s'\"]+")
+
+
+def scrub(text: str) -> str:
+    """`text` with URL passwords and secret-named query parameters replaced by REDACTED."""
+    if "@" in text:
+        text = _URL_PASSWORD.sub(rf"\g<head>{REDACTED}@", text)
+    if "=" in text:
+        text = _SECRET_PARAM.sub(rf"\g<head>{REDACTED}", text)
+    return text
+
+
 def _redact(_logger: Any, _name: str, event: EventDict) -> EventDict:
-    for key in event:
+    for key, value in event.items():
         if key != "event" and any(word in key.lower() for word in _SECRET_WORDS):
             event[key] = REDACTED
+        elif isinstance(value, str):
+            event[key] = scrub(value)
     return event
 
 

@@ -90,6 +90,9 @@ class _CompatSubmit:
     """A bare ASGI app (an instance, so Starlette's Route does not wrap it as an endpoint)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # FastAPI's router leaves only its own routes in the scope; the HTTP metrics label
+        # requests by the route found there (cdrmodel.observe).
+        scope["route"] = compat_route
         await _compat_asgi(scope, receive, send)
 
 

@@ -81,9 +81,20 @@ def endpoint_of(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{_port(parts.scheme, parts.port)}"
 
 
+def shown(url: str) -> str:
+    """`url` as messages may quote it: a password in its userinfo replaced. A refusal is
+    stored on the attempt row and logged when it opens the endpoint's breaker."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
+
+
 def _not_public(url: str) -> str:
     return (
-        f"push URL {url!r} is not a public address (loopback, private, link-local and "
+        f"push URL {shown(url)!r} is not a public address (loopback, private, link-local and "
         "shared ranges are refused; set CDR_ALLOW_PRIVATE_WEBHOOKS=true to allow)"
     )
 
@@ -99,7 +110,7 @@ def refusal(url: str, *, allow_private: bool) -> str | None:
     except ValueError as exc:
         return f"push URL is malformed: {exc}"
     if parts.scheme not in ("http", "https") or not host:
-        return f"push URL must be http(s)://host/...: {url!r}"
+        return f"push URL must be http(s)://host/...: {shown(url)!r}"
     if not allow_private and _literal(host) and not is_public(host):
         return _not_public(url)
     return None

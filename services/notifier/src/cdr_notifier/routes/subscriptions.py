@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -12,11 +13,13 @@ from cdr_notifier import repository
 from cdr_notifier.deps import StateDep
 from cdr_notifier.formats import new_secret, valid_secret
 from cdr_notifier.secretbox import SecretBox
-from cdr_notifier.urls import check_url
+from cdr_notifier.urls import check_url, endpoint_of
 from cdrmodel.errors import NotFound, error_responses
 from cdrmodel.repository import require_tenant
 from cdrmodel.validation import INT8_MAX, Identifier, Name, Secret, UrlText
 from cdrmodel.web import AdminDep
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(
     prefix="/v1/admin/tenants",
@@ -107,6 +110,8 @@ async def put_subscription(
             generated = new_secret()
             values["secret"] = box.seal(generated)
         await repository.upsert_subscription(conn, **keys, values=values, current_secret=existing)
+    # The URL is left out: it may carry credentials (`https://user:pass@crm/...`).
+    log.info("subscription %s/%s saved, pushing to %s", *keys.values(), endpoint_of(body.url))
     return SubscriptionRead(
         database_id=database_id,
         subscription_id=subscription_id,
@@ -151,6 +156,7 @@ async def rotate_secret(
             raise repository.subscription_not_found(database_id, subscription_id)
         values = _rotated(state.secrets, existing, secret)
         await repository.set_secrets(conn, **keys, values=values)
+    log.info("subscription %s/%s: secret rotated", *keys.values())
     return SecretRotated(secret=secret, previous_valid_until=values["previous_secret_until"])
 
 
