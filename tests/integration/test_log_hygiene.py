@@ -200,6 +200,8 @@ def every_line_is_one_json_object(run: Run) -> None:
             entry = orjson.loads(line)  # a line that is not JSON fails here, named
             assert isinstance(entry, dict), line
             assert {"timestamp", "level", "logger", "event"} <= entry.keys(), line
+            # No terminal colour codes (uvicorn passes its messages again with them).
+            assert "\x1b" not in str(entry.values()) and "color_message" not in entry, line
 
 
 def no_secret_reaches_a_log(run: Run) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 
+_SAMPLE_WAIT = 0.5  # seconds a lag sample may take at most
 _produce: dict[str, Callable[[float], None]] = {}
 
 
@@ -73,19 +75,25 @@ class ConsumerMetrics:
         for tp in [tp for tp in self._lag if tp not in assigned]:
             CONSUMER_LAG.remove(self._group, tp.topic, str(tp.partition))
             del self._lag[tp]
-        for tp in assigned:
-            try:
-                highwater = consumer.highwater(tp)
-                if highwater is None:
-                    continue
-                # Known once the partition has been fetched, which a highwater implies: no
-                # wait here (position() waits only for a position not yet known).
-                position = await consumer.position(tp)
-            except (IllegalStateError, AssertionError):
-                continue  # revoked by a rebalance meanwhile
-            gauge = self._lag.get(tp)
-            if gauge is None:
-                gauge = self._lag[tp] = CONSUMER_LAG.labels(
-                    self._group, tp.topic, str(tp.partition)
-                )
-            gauge.set(max(0, highwater - position))
+        try:
+            # position() answers at once for a partition that has been fetched, which a
+            # highwater implies; it waits only while a position is being reset, and the
+            # loop must not wait with it: such a partition is sampled next time.
+            async with asyncio.timeout(_SAMPLE_WAIT):
+                for tp in assigned:
+                    try:
+                        highwater = consumer.highwater(tp)
+                        if highwater is None:
+                            continue
+                        position = await consumer.position(tp)
+                    except (IllegalStateError, AssertionError):
+                        continue  # revoked by a rebalance meanwhile (highwater asserts)
+                    self._gauge(tp).set(max(0, highwater - position))
+        except TimeoutError:
+            pass
+
+    def _gauge(self, tp: TopicPartition) -> Gauge:
+        gauge = self._lag.get(tp)
+        if gauge is None:
+            gauge = self._lag[tp] = CONSUMER_LAG.labels(self._group, tp.topic, str(tp.partition))
+        return gauge

@@ -48,6 +48,12 @@ def _redact(_logger: Any, _name: str, event: EventDict) -> EventDict:
     return event
 
 
+def _drop_color(_logger: Any, _name: str, event: EventDict) -> EventDict:
+    # uvicorn passes its message again with terminal colour codes as `extra`.
+    event.pop("color_message", None)
+    return event
+
+
 def _json_dumps(obj: MutableMapping[str, Any], **_kw: Any) -> str:
     # default=str: an odd value (a Decimal, a UUID) must not cost the whole line.
     return orjson.dumps(obj, default=str).decode()
@@ -84,6 +90,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _drop_color,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     ]
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 RATED = Counter(
     "cdrflow_rater_cdrs_total",
-    "CDRs stored and published by the rater: outcome rated or unrated, and for an unrated one "
-    "its reason (no_package, no_rate, invalid_start_time, ...; empty when rated)",
+    "CDRs stored and published by the rater's consumer (re-rates not counted): outcome rated "
+    "or unrated, and for an unrated one its reason (no_package, no_rate, ...; empty when rated)",
     ["outcome", "reason"],
 )
 _outcomes: dict[str | None, Callable[[], None]] = {}
