@@ -92,9 +92,7 @@ class Supervisor:
             _, late = await asyncio.wait(draining, timeout=grace)
             if late:
                 names = sorted(t.get_name() for t in late)
-                log.warning(
-                    "%s: %s still busy after %g s; cancelled", self._service, names, grace
-                )
+                log.warning("%s: %s still busy after %g s; cancelled", self._service, names, grace)
         for task in self._tasks.values():
             task.cancel()
         for task in self._tasks.values():
