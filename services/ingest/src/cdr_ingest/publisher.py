@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -12,8 +13,12 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from cdr_ingest.dedupe import Unavailable
+from cdrmodel import tracing
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.kafka import KafkaClient
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +51,12 @@ class Publisher:
         self._topic = topic
         self._timeout = timeout
 
-    async def publish_many(self, events: Sequence[CdrSubmitted]) -> list[bool]:
+    async def publish_many(
+        self, events: Sequence[CdrSubmitted], *, origins: Sequence[Context | None] | None = None
+    ) -> list[bool]:
         """Every event as one Kafka record; True for each the broker acknowledged within the
-        timeout, nothing True before its ack.
+        timeout, nothing True before its ack. While tracing is on, each record's headers carry
+        the `send` span of its request (`origins`, else the current one).
 
         Records are appended to aiokafka record batches directly (`create_batch` /
         `send_batch`) instead of `send()` one by one: consumers see the same records, but the
@@ -61,6 +69,7 @@ class Publisher:
             log.warning("publish failed: not connected to Kafka yet")
             return [False] * len(events)
         sent: list[tuple[list[int], asyncio.Future[object]]] = []
+        spans = tracing.sends(self._topic, len(events), origins) if tracing.enabled() else None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         try:
@@ -73,18 +82,25 @@ class Publisher:
                     members: list[int] = []
                     for i in indexes:
                         value = events[i].model_dump_json().encode()
-                        if batch.append(key=key, value=value, timestamp=None) is None:
+                        headers = None if spans is None else spans.headers[i]
+                        if (
+                            batch.append(key=key, value=value, timestamp=None, headers=headers)
+                            is None
+                        ):
                             sent.append((members, await self._send(producer, batch, partition)))
                             batch, members = producer.create_batch(), []
                             # An empty batch takes any one record, however large.
-                            batch.append(key=key, value=value, timestamp=None)
+                            batch.append(key=key, value=value, timestamp=None, headers=headers)
                         members.append(i)
                     sent.append((members, await self._send(producer, batch, partition)))
         except (TimeoutError, KafkaError, OSError) as exc:
             # Batches already handed to the producer may still be (or have been) acknowledged:
             # they are waited for below and counted, never reported failed wholesale.
             log.warning("publish failed after %d batches: %r", len(sent), exc)
-        return await _acknowledged(len(events), sent, deadline - loop.time())
+        acked = await _acknowledged(len(events), sent, deadline - loop.time())
+        if spans is not None:
+            spans.end(acked)
+        return acked
 
     async def _send(
         self, producer: AIOKafkaProducer, batch: BatchBuilder, partition: int

@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from opentelemetry.context import Context
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_rater import repository
 from cdr_rater.handler import rate_events, rated_event
 from cdr_rater.plans import PlanCache
+from cdrmodel import tracing
 from cdrmodel.consumer import BatchProcessor, Item, Rejection, Stored
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.kafka import KafkaClient, run_batches
@@ -31,7 +33,9 @@ log = logging.getLogger(__name__)
 RATED = Counter("cdrflow_rater_cdrs_total", "CDRs stored by the rater", ["outcome"])
 BATCH_SECONDS = Histogram("cdrflow_rater_batch_seconds", "Time to handle one consumed batch")
 
-Published = tuple[dict[str, Any], str]  # a stored cdr row and its tenant's time zone
+# A stored cdr row, its tenant's time zone, and the trace context its cdr.rated.v1 record
+# continues (its consumed record's span; None while tracing is off).
+Published = tuple[dict[str, Any], str, Context | None]
 
 
 class RatingHandler:
@@ -87,24 +91,45 @@ class RatingHandler:
                 now=now,
             )
         stored = await repository.store_cdrs(conn, rows=rows)
-        out.results = [(row, configs[row["database_id"]].timezone) for row in stored]
+        origins = (
+            {i.event.cdr_id: tracing.record_context(i.record) for i in items}
+            if tracing.enabled()
+            else {}
+        )
+        out.results = [
+            (row, configs[row["database_id"]].timezone, origins.get(row["cdr_id"]))
+            for row in stored
+        ]
         return out
 
     async def _publish(self, stored: list[Published]) -> None:
         """After the commit, no transaction open: one CdrRated per stored row, acks awaited."""
         futures = []
-        for row, zone in stored:
-            RATED.labels("rated" if row["rated"] else "unrated").inc()
-            event = rated_event(row, timezone=zone)
-            futures.append(
-                await self._producer.send(
-                    self._topic,
-                    value=event.model_dump_json().encode(),
-                    key=row["database_id"].encode(),
+        # Tracing on: each record carries the context of the record it was rated from.
+        spans = (
+            tracing.sends(self._topic, len(stored), [origin for _, _, origin in stored])
+            if tracing.enabled()
+            else None
+        )
+        acked = False
+        try:
+            for n, (row, zone, _) in enumerate(stored):
+                RATED.labels("rated" if row["rated"] else "unrated").inc()
+                event = rated_event(row, timezone=zone)
+                futures.append(
+                    await self._producer.send(
+                        self._topic,
+                        value=event.model_dump_json().encode(),
+                        key=row["database_id"].encode(),
+                        headers=None if spans is None else spans.headers[n],
+                    )
                 )
-            )
-        if futures:
-            await asyncio.gather(*futures)
+            if futures:
+                await asyncio.gather(*futures)
+            acked = True
+        finally:
+            if spans is not None:
+                spans.end(None if acked else [False] * len(stored))
 
 
 async def consume(
