@@ -94,8 +94,8 @@ async def test_a_replayed_batch_stores_each_record_once_and_republishes_the_stor
     await _set_rate(db, database_id, "0.60")
     published: list[list[tuple[object, ...]]] = []
 
-    async def capture(stored: list[tuple[dict[str, object], str]]) -> None:
-        published.append([(r["cdr_id"], r["feed_id"], r["total"]) for r, _ in stored])
+    async def capture(stored: list[tuple[dict[str, object], str, object]]) -> None:
+        published.append([(r["cdr_id"], r["feed_id"], r["total"]) for r, *_ in stored])
 
     handler._batches._publish = capture  # the stored versions a replay publishes again
     await handler.handle(records)

@@ -35,6 +35,7 @@ from prometheus_client import Counter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cdrmodel import tracing
 from cdrmodel.db import pg_text, record_fault, rejected_event
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,12 @@ class BatchProcessor(Generic[E, R]):
         self._publish = publish
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
+        # A `process` span per record while tracing is on (cdrmodel.tracing: the stages read
+        # each record's context there); nothing otherwise.
+        with tracing.consuming(records, group=self._stage):
+            await self._handle(records)
+
+    async def _handle(self, records: list[ConsumerRecord]) -> None:
         items: list[Item[E]] = []
         malformed: list[Rejection] = []
         for rec in records:

@@ -268,6 +268,9 @@ delivery = Table(
     Column("attempt_count", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("locked_until", DateTime(timezone=True), nullable=True),
+    # W3C traceparent of the notifier's span for the event (cdrmodel.tracing): each push
+    # continues the call's trace. NULL while tracing is off.
+    Column("traceparent", Text, nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
     ForeignKeyConstraint(

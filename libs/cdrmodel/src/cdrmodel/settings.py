@@ -56,6 +56,23 @@ class CommonSettings(BaseSettings):
         "worker (the loops, with /healthz, /readyz and /metrics only) or all.",
     )
 
+    # Traces (cdrmodel.tracing): nothing is installed while the endpoint is unset.
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP base URL of a trace collector (`http://otel-collector:4318`; "
+        "spans go to its /v1/traces). Unset: no tracing at all.",
+    )
+    otel_service_name: str | None = Field(
+        None, description="`service.name` of this process's spans; unset: `cdrflow-<service>`."
+    )
+    otel_sample_ratio: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces kept; a request whose traceparent says sampled is "
+        "always traced.",
+    )
+
     @property
     def runs_api(self) -> bool:
         return self.role != "worker"
@@ -69,6 +86,15 @@ class CommonSettings(BaseSettings):
     def _postgres_only(cls, value: str) -> str:
         if not value.startswith(("postgresql", "postgres://")):
             raise ValueError("must be a postgresql:// (or postgresql+asyncpg://) URL")
+        return value
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # set but empty, as a manifest's blank value: unset
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (the collector's OTLP/HTTP port)")
         return value
 
 

@@ -38,6 +38,8 @@ def _default(field: FieldInfo) -> str:
         return "required"
     if field.default == "":
         return "empty"
+    if field.default is None:
+        return "unset"
     value = field.default
     return f"`{str(value).lower() if isinstance(value, bool) else value}`"
 

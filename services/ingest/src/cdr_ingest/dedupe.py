@@ -26,11 +26,14 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from cdr_ingest.service import ACCEPTED, DAILY_LIMIT, DUPLICATE, UNAVAILABLE
 from cdrmodel.events import CdrSubmitted
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +131,11 @@ class KeyStore(Protocol):
 
 
 class EventSink(Protocol):
-    async def publish_many(self, events: Sequence[CdrSubmitted]) -> list[bool]:
-        """Produces every event in one round trip; True where the broker acknowledged."""
+    async def publish_many(
+        self, events: Sequence[CdrSubmitted], *, origins: Sequence[Context | None] | None = None
+    ) -> list[bool]:
+        """Produces every event in one round trip; True where the broker acknowledged.
+        `origins`: each event's trace context, when they came from several requests."""
 
 
 class Outcome(NamedTuple):
@@ -168,8 +174,10 @@ class Submitter:
         events: Sequence[CdrSubmitted],
         keys: Sequence[DedupeKey | None],
         now: datetime,
+        origins: Sequence[Context | None] | None = None,
     ) -> list[Outcome]:
-        """One Outcome per event, in order."""
+        """One Outcome per event, in order. `origins` (tracing on, a group commit): the trace
+        context of each event's request, which its Kafka record continues."""
         # A key repeated within the list: only its first occurrence goes further.
         first: dict[bytes, int] = {}
         follows: dict[int, int] = {}
@@ -205,7 +213,14 @@ class Submitter:
                 if event.cdr_id != admission.cdr_id:
                     event = event.model_copy(update={"cdr_id": admission.cdr_id})
                 to_send.append((i, event))
-        sent = await self._sink.publish_many([e for _, e in to_send]) if to_send else []
+        sent: list[bool] = []
+        if to_send:
+            batch = [e for _, e in to_send]
+            if origins is None:
+                sent = await self._sink.publish_many(batch)
+            else:
+                of = origins
+                sent = await self._sink.publish_many(batch, origins=[of[i] for i, _ in to_send])
         produced = [(i, e) for (i, e), ok in zip(to_send, sent, strict=True) if ok]
         digests = [k.digest for i, _ in produced if (k := keys[i]) is not None]
         marked: set[bytes] | None = set()

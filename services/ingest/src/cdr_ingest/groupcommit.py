@@ -22,11 +22,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from cdr_ingest.dedupe import DedupeKey, Outcome, Submitter, tenant_day
 from cdr_ingest.service import UNAVAILABLE
+from cdrmodel import tracing
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.principals import Principal
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,7 @@ class _Waiting:
     key: DedupeKey | None
     now: datetime
     answer: asyncio.Future[Outcome]
+    origin: Context | None  # the request's trace context (tracing on)
 
 
 @dataclass(slots=True)
@@ -81,7 +87,7 @@ class GroupCommit:
         if lane is None:
             lane = self._lanes[lane_key] = _Lane()
         answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        lane.waiting.append(_Waiting(event, key, now, answer))
+        lane.waiting.append(_Waiting(event, key, now, answer, tracing.current()))
         if lane.flushes < self._max_flushes:
             lane.flushes += 1
             # A task of its own: a client that hangs up must not cancel the others' decision.
@@ -113,8 +119,9 @@ class GroupCommit:
 
     async def _decide(self, lane_key: LaneKey, group: Sequence[_Waiting]) -> list[Outcome]:
         database_id, api_account, timezone, daily_limit, _ = lane_key
+        origin = group[0].origin
         try:
-            return await self._submitter.submit(
+            decision = self._submitter.submit(
                 database_id=database_id,
                 api_account=api_account,
                 timezone=timezone,
@@ -122,7 +129,14 @@ class GroupCommit:
                 events=[w.event for w in group],
                 keys=[w.key for w in group],
                 now=group[0].now,  # the lane is one tenant day: any member's clock names it
+                origins=None if origin is None else [w.origin for w in group],
             )
+            if origin is None:
+                return await decision
+            # Tracing on: the group's statements are recorded in its first request's trace,
+            # and each record produced continues its own request's (`origins`).
+            with tracing.within(origin):
+                return await decision
         except Exception:
             # The Submitter answers store and broker trouble itself; this is anything else.
             # The group is told 50503 (retry) and the service keeps serving.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -12,9 +13,13 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from cdr_ingest.dedupe import Unavailable
+from cdrmodel import tracing
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.kafka import KafkaClient
 from cdrmodel.kafka_metrics import PRODUCE_SECONDS
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +53,12 @@ class Publisher:
         self._timeout = timeout
         self._observe = PRODUCE_SECONDS.labels(topic).observe
 
-    async def publish_many(self, events: Sequence[CdrSubmitted]) -> list[bool]:
+    async def publish_many(
+        self, events: Sequence[CdrSubmitted], *, origins: Sequence[Context | None] | None = None
+    ) -> list[bool]:
         """Every event as one Kafka record; True for each the broker acknowledged within the
-        timeout, nothing True before its ack.
+        timeout, nothing True before its ack. While tracing is on, each record's headers carry
+        the `send` span of its request (`origins`, else the current one).
 
         Records are appended to aiokafka record batches directly (`create_batch` /
         `send_batch`) instead of `send()` one by one: consumers see the same records, but the
@@ -63,6 +71,7 @@ class Publisher:
             log.warning("publish failed: not connected to Kafka yet")
             return [False] * len(events)
         sent: list[tuple[list[int], asyncio.Future[object]]] = []
+        spans = tracing.sends(self._topic, len(events), origins) if tracing.enabled() else None
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._timeout
@@ -76,11 +85,15 @@ class Publisher:
                     members: list[int] = []
                     for i in indexes:
                         value = events[i].model_dump_json().encode()
-                        if batch.append(key=key, value=value, timestamp=None) is None:
+                        headers = None if spans is None else spans.headers[i]
+                        if (
+                            batch.append(key=key, value=value, timestamp=None, headers=headers)
+                            is None
+                        ):
                             sent.append((members, await self._send(producer, batch, partition)))
                             batch, members = producer.create_batch(), []
                             # An empty batch takes any one record, however large.
-                            batch.append(key=key, value=value, timestamp=None)
+                            batch.append(key=key, value=value, timestamp=None, headers=headers)
                         members.append(i)
                     sent.append((members, await self._send(producer, batch, partition)))
         except (TimeoutError, KafkaError, OSError) as exc:
@@ -89,6 +102,8 @@ class Publisher:
             log.warning("publish failed after %d batches: %r", len(sent), exc)
         acked = await _acknowledged(len(events), sent, deadline - loop.time())
         self._observe(loop.time() - started)
+        if spans is not None:
+            spans.end(acked)
         return acked
 
     async def _send(

@@ -23,7 +23,7 @@ from cdr_notifier.routes import queries, subscriptions
 from cdr_notifier.secretbox import SecretBox, parse_keys
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import PublicResolver
-from cdrmodel import rejections
+from cdrmodel import rejections, tracing
 from cdrmodel.db import asyncpg_dsn, make_engine
 from cdrmodel.kafka import RATED, KafkaClient, KafkaProbe, make_consumer, run_batches, topic_name
 from cdrmodel.principals import PrincipalDirectory
@@ -70,7 +70,11 @@ async def start_workers(
     )
     # No cookie jar: a jar is per host name, shared by every tenant's CRM on that host,
     # so a session cookie one CRM set would go with another tenant's pushes.
-    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trace_configs=tracing.http_trace_configs(),  # none while tracing is off
+    )
     stack.push_async_callback(session.close)
     # The dispatcher's own connections, on asyncpg directly (cdr_notifier.leases); none
     # is opened before the first claim, so a database still starting is waited out there.

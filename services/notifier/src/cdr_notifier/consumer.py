@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_notifier import repository
 from cdr_notifier.service import deliveries_for
+from cdrmodel import tracing
 from cdrmodel.consumer import BatchProcessor, Item, Stored
 from cdrmodel.events import CdrRated
 
@@ -49,6 +50,14 @@ class DeliveryRecorder:
             conn, database_ids=[e.database_id for e in events]
         )
         rows = deliveries_for(events, subs)
+        if rows and tracing.enabled():
+            # Each delivery keeps its event's `process` span: every push of it, from whichever
+            # notifier claims it, continues that trace (delivery.traceparent). Off, the rows
+            # and the statement stay as they were, and the column NULL.
+            records = {(i.event.cdr_id, i.event.feed_id): i.record for i in items}
+            for row in rows:
+                record = records[(row["cdr_id"], row["feed_id"])]
+                row["traceparent"] = tracing.record_traceparent(record)
         await repository.insert_deliveries(conn, rows=rows)
         return Stored(results=rows)
 

@@ -29,6 +29,7 @@ from cdr_notifier.leases import Attempt, Outcome, SubscriptionKey, claim_due, re
 from cdr_notifier.secretbox import SecretBox
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import endpoint_of, refusal
+from cdrmodel import tracing
 from cdrmodel.db import is_transient, pg_text
 
 log = logging.getLogger(__name__)
@@ -370,7 +371,9 @@ class Dispatcher:
                 when = datetime.now(UTC) + timedelta(seconds=max(1.0, until - now))
                 return _untried(d, key, when)
             started = datetime.now(UTC)
-            status, error, retry_after, latency_ms, excerpt = await self._post(d)
+            posting = self._post(d)
+            posted = await (self._traced(posting, d, key) if tracing.enabled() else posting)
+            status, error, retry_after, latency_ms, excerpt = posted
             failed = error is not None and (status is None or status == 429 or status >= 500)
             was_open = endpoint.breaker.is_open
             if endpoint.breaker.record(failed, time.monotonic()):
@@ -452,6 +455,27 @@ class Dispatcher:
             with attempt:
                 return await fn(*args)
         raise AssertionError("unreachable: the retries never stop")
+
+    async def _traced(
+        self, posting: Awaitable[Posted], d: asyncpg.Record, key: SubscriptionKey
+    ) -> Posted:
+        """`posting` in a `push` span that continues the trace of the call the row came from
+        (its traceparent, kept by the recorder); the HTTP client's span nests in it."""
+        with tracing.resumed(d["traceparent"], "push") as span:
+            assert span is not None
+            span.set_attributes(
+                {
+                    "cdrflow.tenant": key[0],
+                    "cdrflow.subscription": key[1],
+                    "cdrflow.delivery.id": d["id"],
+                    "cdrflow.delivery.attempt": d["attempt_count"] + 1,
+                    "webhook.id": d["webhook_id"],
+                }
+            )
+            posted = await posting
+            if posted[1] is not None:
+                tracing.failed(span, posted[1])
+            return posted
 
     def _signing(self, d: asyncpg.Record) -> list[str]:
         secrets = [self._secrets.open(d["secret"])]

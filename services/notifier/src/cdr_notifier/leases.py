@@ -56,6 +56,7 @@ UPDATE delivery d
    AND s.database_id = d.database_id AND s.subscription_id = d.subscription_id
 RETURNING d.id, d.locked_until AS lease, d.database_id, d.subscription_id, d.cdr_id,
           d.webhook_id, d.payload::text AS payload_json, d.attempt_count, d.next_attempt_at,
+          d.traceparent,
           s.url, s.format, s.secret, s.previous_secret, s.previous_secret_until,
           s.max_attempts, s.xmlrpc_method
 """

@@ -17,12 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from opentelemetry.context import Context
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_rater import repository
 from cdr_rater.handler import rate_events, rated_event
 from cdr_rater.plans import PlanCache
+from cdrmodel import tracing
 from cdrmodel.consumer import BatchProcessor, Item, Rejection, Stored
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.kafka import KafkaClient, run_batches
@@ -48,7 +50,9 @@ def _count(reason: str | None) -> None:
     inc()
 
 
-Published = tuple[dict[str, Any], str]  # a stored cdr row and its tenant's time zone
+# A stored cdr row, its tenant's time zone, and the trace context its cdr.rated.v1 record
+# continues (its consumed record's span; None while tracing is off).
+Published = tuple[dict[str, Any], str, Context | None]
 
 
 class RatingHandler:
@@ -103,25 +107,46 @@ class RatingHandler:
                 now=now,
             )
         stored = await repository.store_cdrs(conn, rows=rows)
-        out.results = [(row, configs[row["database_id"]].timezone) for row in stored]
+        origins = (
+            {i.event.cdr_id: tracing.record_context(i.record) for i in items}
+            if tracing.enabled()
+            else {}
+        )
+        out.results = [
+            (row, configs[row["database_id"]].timezone, origins.get(row["cdr_id"]))
+            for row in stored
+        ]
         return out
 
     async def _publish(self, stored: list[Published]) -> None:
         """After the commit, no transaction open: one CdrRated per stored row, acks awaited."""
         futures = []
-        with timed_produce(self._topic):
-            for row, zone in stored:
-                _count(None if row["rated"] else row["unrated_reason"] or "unknown")
-                event = rated_event(row, timezone=zone)
-                futures.append(
-                    await self._producer.send(
-                        self._topic,
-                        value=event.model_dump_json().encode(),
-                        key=row["database_id"].encode(),
+        # Tracing on: each record carries the context of the record it was rated from.
+        spans = (
+            tracing.sends(self._topic, len(stored), [origin for _, _, origin in stored])
+            if tracing.enabled()
+            else None
+        )
+        acked = False
+        try:
+            with timed_produce(self._topic):
+                for n, (row, zone, _) in enumerate(stored):
+                    _count(None if row["rated"] else row["unrated_reason"] or "unknown")
+                    event = rated_event(row, timezone=zone)
+                    futures.append(
+                        await self._producer.send(
+                            self._topic,
+                            value=event.model_dump_json().encode(),
+                            key=row["database_id"].encode(),
+                            headers=None if spans is None else spans.headers[n],
+                        )
                     )
-                )
-            if futures:
-                await asyncio.gather(*futures)
+                if futures:
+                    await asyncio.gather(*futures)
+            acked = True
+        finally:
+            if spans is not None:
+                spans.end(None if acked else [False] * len(stored))
 
 
 async def consume(
