@@ -43,7 +43,7 @@ test: $(STAMP)
 	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/lint-imports
 	$(MAKE) --no-print-directory deploy-check
-	$(BIN)/pytest -n 2 --cov --cov-report=term-missing:skip-covered --cov-report=json
+	$(BIN)/pytest -n 2 --durations=15 --cov --cov-report=term-missing:skip-covered --cov-report=json
 	$(BIN)/python tests/coverage_floor.py coverage.json
 
 fuzz: $(STAMP)
