@@ -30,10 +30,12 @@ _pool: ProcessPoolExecutor | None = None
 
 
 def _die_with(parent: int) -> None:
-    """The worker's initializer: SIGTERM when the rater ends (Linux PR_SET_PDEATHSIG; it
-    follows the thread that started the worker, which is the rater's event loop thread)."""
+    """The worker's initializer: SIGKILL when the rater ends (Linux PR_SET_PDEATHSIG; it
+    follows the thread that started the worker, which is the rater's event loop thread).
+    SIGKILL, not SIGTERM: the worker holds nothing to clean up, and a SIGTERM handler in it
+    (coverage installs one in `make test`) could keep it alive once its rater is gone."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
     if os.getppid() != parent:  # the rater ended before the line above took effect
         os._exit(0)
 
