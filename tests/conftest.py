@@ -14,9 +14,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cdrflow_dev.infra import EmbeddedPostgres, Tansu, free_port
 from cdrflow_dev.processes import ServiceProcess
+from cdrmodel import tracing
 from cdrmodel.db import asyncpg_dsn
 from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
 from cdrmodel.migrate import upgrade
@@ -83,6 +86,21 @@ class Infra:
     def create_topics(self, namespace: str = "") -> None:
         names = [topic_name(t, namespace) for t in ALL_TOPICS]
         asyncio.run(ensure_topics(self.bootstrap, names, partitions=4))
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    """Tracing installed as `cdrmodel.tracing.setup` installs it (our sampler and redaction),
+    exporting to memory, for the apps built inside the test; removed again afterwards."""
+    memory = InMemorySpanExporter()
+    provider = tracing.make_provider("cdrflow-test")
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracing.install(provider)
+    try:
+        yield memory
+    finally:
+        tracing.uninstall()
+        provider.shutdown()
 
 
 @pytest.fixture(scope="session")

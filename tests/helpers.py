@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import math
 import time
 import uuid
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+import aiohttp
 import httpx
 import orjson
 from aiohttp import web
@@ -256,8 +256,6 @@ async def submit_all(
     answer code of each, also filled into `answers` as they come. With `retry`, as a PBX
     does, what was not answered (a refused or dropped connection, 50503) is sent again until
     it is."""
-    import aiohttp  # the client of the PBX side; the test apps run in aiohttp.web above
-
     answers = {} if answers is None else answers
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
@@ -279,12 +277,36 @@ async def submit_all(
             params = tenant.submit_params(
                 ExternalID=f"{prefix}{i}", Duration=str(30 + i % 200), **fields
             )
-            for pause in itertools.repeat(0.05):
-                if (code := await send(session, params)) is not None:
-                    answers[f"{prefix}{i}"] = code
+            while True:
+                code = await send(session, params)
+                if code is not None:
                     break
-                await asyncio.sleep(pause)  # ingest restarting or busy: the PBX tries again
+                await asyncio.sleep(0.05)  # ingest restarting or busy: the PBX tries again
+            answers[f"{prefix}{i}"] = code
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     return answers
+
+
+async def stored_count(conn: Any, database_id: str) -> int:
+    """CDR rows of a tenant, every version counted (asyncpg connection)."""
+    return int(await conn.fetchval("SELECT count(*) FROM cdr WHERE database_id = $1", database_id))
+
+
+async def wait_stored(conn: Any, database_id: str, n: int, *, timeout: float = 60) -> None:
+    """Until the tenant has at least `n` CDR rows."""
+
+    async def enough() -> bool:
+        return await stored_count(conn, database_id) >= n
+
+    await wait_for(enough, timeout=timeout, what=f"{n} records of {database_id} stored")
+
+
+async def copies_by_external_id(conn: Any, database_id: str) -> dict[str, int]:
+    """How many CDR rows each ExternalID of a tenant has (1 each: stored exactly once)."""
+    rows = await conn.fetch(
+        "SELECT external_id, count(*) AS n FROM cdr WHERE database_id = $1 GROUP BY 1",
+        database_id,
+    )
+    return {r["external_id"]: r["n"] for r in rows}

@@ -4,12 +4,10 @@ in-memory exporter on a real SDK provider; nothing is mocked but the collector."
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import asyncpg
-import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -17,21 +15,6 @@ from cdrmodel import tracing
 from cdrmodel.kafka import RATED, SUBMITTED
 from tests.helpers import Receiver, wait_for
 from tests.inprocess.conftest import Pipeline, PipelineFactory
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    """Tracing installed as `setup` installs it (our sampler and redaction), exporting to
-    memory, for the apps built inside the test; removed again afterwards."""
-    memory = InMemorySpanExporter()
-    provider = tracing.make_provider("cdrflow-test")
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracing.install(provider)
-    try:
-        yield memory
-    finally:
-        tracing.uninstall()
-        provider.shutdown()
 
 
 def _of_trace(spans: Sequence[ReadableSpan], trace_id: int) -> list[ReadableSpan]:

@@ -14,7 +14,16 @@ from cdrflow_dev.infra import free_port
 from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
 from tests.conftest import Infra
-from tests.helpers import ADMIN_TOKEN, create_tenant, running, submit_all, wait_for
+from tests.helpers import (
+    ADMIN_TOKEN,
+    copies_by_external_id,
+    create_tenant,
+    running,
+    stored_count,
+    submit_all,
+    wait_for,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -47,39 +56,26 @@ async def test_rater_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     tenant = await create_tenant(rater.url)
     conn = await asyncpg.connect(asyncpg_dsn(infra.database_url))
     try:
-
-        async def stored() -> int:
-            return await conn.fetchval(
-                "SELECT count(*) FROM cdr WHERE database_id = $1", tenant.database_id
-            )
-
-        async def stored_at_least(n: int) -> bool:
-            return await stored() >= n
-
         codes: dict[str, str] = {}
         sending = asyncio.create_task(
             submit_all(ingest.url, tenant, TOTAL, prefix="c", answers=codes)
         )
         # Kill once the rater is visibly mid-stream: some stored, most still coming.
-        await wait_for(lambda: stored_at_least(200), what="200 stored before the kill")
+        await wait_stored(conn, tenant.database_id, 200, timeout=30)
         rater.kill()
-        killed_at = await stored()
+        killed_at = await stored_count(conn, tenant.database_id)
         assert killed_at < TOTAL, "the stream finished before the kill; the test proves nothing"
         await sending
         assert list(codes.values()).count("0") == TOTAL, f"ingest answers: {set(codes.values())}"
 
         rater.start()
         rater.wait_ready(90)
-        await wait_for(lambda: stored_at_least(TOTAL), timeout=120, what="all records stored")
+        await wait_stored(conn, tenant.database_id, TOTAL, timeout=120)
 
-        rows = await conn.fetch(
-            "SELECT external_id, count(*) AS n FROM cdr WHERE database_id = $1"
-            " GROUP BY external_id",
-            tenant.database_id,
-        )
-        assert len(rows) == TOTAL
-        assert {r["external_id"] for r in rows} == {f"c{i}" for i in range(TOTAL)}
-        assert all(r["n"] == 1 for r in rows)
+        copies = await copies_by_external_id(conn, tenant.database_id)
+        assert len(copies) == TOTAL
+        assert set(copies) == {f"c{i}" for i in range(TOTAL)}
+        assert all(n == 1 for n in copies.values())
         priced = await conn.fetchval(
             "SELECT count(*) FROM cdr WHERE database_id = $1 AND rated AND total > 0",
             tenant.database_id,

@@ -19,7 +19,16 @@ from cdrflow_dev.infra import free_port
 from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
 from tests.conftest import Infra
-from tests.helpers import ADMIN_TOKEN, Receiver, create_tenant, running, submit_all, wait_for
+from tests.helpers import (
+    ADMIN_TOKEN,
+    Receiver,
+    copies_by_external_id,
+    create_tenant,
+    running,
+    submit_all,
+    wait_for,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -118,21 +127,11 @@ async def test_sigterm_under_load_loses_nothing_and_stores_nothing_twice(
         assert leased == [0], f"{leased[0]} deliveries left leased by the stopped notifier"
         await asyncio.wait_for(sending, timeout=120)
 
-        async def all_stored() -> bool:
-            n = await db.fetchval(
-                "SELECT count(*) FROM cdr WHERE database_id = $1", tenant.database_id
-            )
-            return bool(n >= TOTAL)
-
-        await wait_for(all_stored, timeout=60, what=f"{TOTAL} stored")
-        rows = await db.fetch(
-            "SELECT external_id, count(*) AS n FROM cdr WHERE database_id = $1"
-            " GROUP BY external_id",
-            tenant.database_id,
-        )
-        assert {r["external_id"] for r in rows} == set(answered)
+        await wait_stored(db, tenant.database_id, TOTAL)
+        copies = await copies_by_external_id(db, tenant.database_id)
+        assert set(copies) == set(answered)
         assert set(answered.values()) <= {"0", "50421"}, set(answered.values())
-        assert all(r["n"] == 1 for r in rows), "a CDR was stored twice"
+        assert all(n == 1 for n in copies.values()), "a CDR was stored twice"
 
         def pushed() -> set[str]:
             return {orjson.loads(body)["external_id"] for _, body in receiver.requests}

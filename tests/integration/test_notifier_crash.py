@@ -9,7 +9,6 @@ import itertools
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import aiohttp
 import asyncpg
 import httpx
 import orjson
@@ -19,7 +18,15 @@ from cdrflow_dev.infra import free_port
 from cdrflow_dev.processes import ServiceProcess
 from cdrmodel.db import asyncpg_dsn
 from tests.conftest import Infra
-from tests.helpers import ADMIN_TOKEN, Receiver, Tenant, create_tenant, running, wait_for
+from tests.helpers import (
+    ADMIN_TOKEN,
+    Receiver,
+    Tenant,
+    create_tenant,
+    running,
+    submit_all,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -112,25 +119,6 @@ async def _subscribe(notifier_url: str, tenant: Tenant, url: str) -> None:
     assert resp.status_code == 200, resp.text
 
 
-async def _submit_all(ingest_url: str, tenant: Tenant, total: int) -> list[str]:
-    """`total` CDRs by the compat GET, 16 at a time; the answer codes."""
-    codes: list[str] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(total):
-        queue.put_nowait(i)
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            params = tenant.submit_params(ExternalID=f"n{i}", Duration=str(30 + i % 200))
-            async with session.get(f"{ingest_url}/api_submitcdr.aspx", params=params) as resp:
-                codes.append(await resp.text())
-
-    async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(worker(session) for _ in range(16)))
-    return codes
-
-
 async def _count(db: asyncpg.Connection, sql: str, *args: object) -> int:
     return int(await db.fetchval(sql, *args))
 
@@ -172,7 +160,7 @@ async def test_notifier_killed_mid_delivery_delivers_every_cdr_at_least_once(
     await receiver.start()
     try:
         await _subscribe(notifier.url, tenant, receiver.url)
-        sending = asyncio.create_task(_submit_all(ingest.url, tenant, total))
+        sending = asyncio.create_task(submit_all(ingest.url, tenant, total, prefix="n"))
         await wait_for(killed.is_set, timeout=60, what=f"{kill_at} pushes before the kill")
 
         # What the killed notifier left: rows leased to nobody, for its lease.
@@ -192,7 +180,7 @@ async def test_notifier_killed_mid_delivery_delivers_every_cdr_at_least_once(
         assert delivered_at_kill < total, "all delivered before the kill; the test proves nothing"
 
         await _ready(notifier)
-        codes = await sending
+        codes = list((await sending).values())
         assert codes.count("0") == total, f"ingest answers: {set(codes)}"
 
         async def all_delivered() -> bool:
@@ -277,7 +265,7 @@ async def test_two_notifiers_never_push_one_delivery_at_the_same_time(
     await receiver.start()
     try:
         await _subscribe(replicas[0].url, tenant, receiver.url)
-        codes = await _submit_all(ingest.url, tenant, total)
+        codes = list((await submit_all(ingest.url, tenant, total, prefix="n")).values())
         assert codes.count("0") == total, f"ingest answers: {set(codes)}"
 
         async def all_delivered() -> bool:

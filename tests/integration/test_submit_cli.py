@@ -16,7 +16,7 @@ import pytest
 
 from cdrmodel.db import asyncpg_dsn
 from tests.conftest import Infra, Stack
-from tests.helpers import Tenant, create_tenant, wait_for
+from tests.helpers import Tenant, copies_by_external_id, create_tenant, wait_for, wait_stored
 from tests.submit_stub import summary_counts
 
 pytestmark = pytest.mark.slow
@@ -87,21 +87,11 @@ async def test_submit_interrupted_and_resumed_stores_every_line_once(
 
     conn = await asyncpg.connect(asyncpg_dsn(infra.database_url))
     try:
-
-        async def stored() -> bool:
-            n = await conn.fetchval(
-                "SELECT count(*) FROM cdr WHERE database_id = $1", tenant.database_id
-            )
-            return bool(n >= LINES)
-
-        await wait_for(stored, timeout=120, what=f"{LINES} records stored")
-        rows = await conn.fetch(
-            "SELECT external_id, count(*) AS n FROM cdr WHERE database_id = $1 GROUP BY 1",
-            tenant.database_id,
-        )
+        await wait_stored(conn, tenant.database_id, LINES, timeout=120)
+        copies = await copies_by_external_id(conn, tenant.database_id)
     finally:
         await conn.close()
-    assert len(rows) == LINES and {r["n"] for r in rows} == {1}
+    assert len(copies) == LINES and set(copies.values()) == {1}
 
 
 async def test_submit_a_directory_of_mod_json_cdr_files(stack: Stack, tmp_path: Path) -> None:

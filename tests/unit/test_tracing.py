@@ -3,30 +3,14 @@ and the context a record's headers carry from a send to its process span."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from aiokafka import ConsumerRecord
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from cdrmodel import tracing
 from cdrmodel.settings import CommonSettings
 from cdrmodel.web import build_app
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    memory = InMemorySpanExporter()
-    provider = tracing.make_provider("cdrflow-test")
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracing.install(provider)
-    try:
-        yield memory
-    finally:
-        tracing.uninstall()
-        provider.shutdown()
 
 
 def _settings(**values: object) -> CommonSettings:
