@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import BYTEA, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -72,6 +72,9 @@ api_account = Table(
     Column("password_hash", Text, nullable=False),
     Column("daily_limit", Integer, nullable=True),
     Column("default_package", Text, nullable=True),
+    # Client networks (CIDR) this account may read its feed, queries and recordings from;
+    # NULL: any.
+    Column("allowed_networks", ARRAY(Text), nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
     PrimaryKeyConstraint("database_id", "api_account_id"),
@@ -145,7 +148,8 @@ extension = Table(
     ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
 )
 
-# The feed id is a change sequence: every (re)write of a CDR takes the next value.
+# The feed id is a change sequence: every (re)write of a CDR takes a new, larger id; this
+# sequence gives the low bits of cdr_next_feed_id().
 cdr_feed_seq = Sequence("cdr_feed_seq", metadata=metadata)
 
 cdr = Table(
@@ -186,13 +190,9 @@ cdr = Table(
     Column("total", AMOUNT, nullable=True),
     Column("cost", AMOUNT, nullable=True),
     Column("currency", Text, nullable=False, server_default="USD"),
-    Column(
-        "feed_id",
-        BigInteger,
-        cdr_feed_seq,
-        nullable=False,
-        server_default=cdr_feed_seq.next_value(),
-    ),
+    # cdr_next_feed_id() (migration queries_storage): the writing transaction's id above a
+    # sequence value, so the feed can expose ids in an order no later commit undercuts.
+    Column("feed_id", BigInteger, nullable=False, server_default=text("cdr_next_feed_id()")),
     # 1 when first stored; each re-rate that changes the record takes the next one (and a
     # new feed_id), and keeps what it replaced in cdr_revision.
     Column("revision", Integer, nullable=False, server_default="1"),
@@ -202,8 +202,14 @@ cdr = Table(
     _ts("rated_at"),
     _ts("updated_at"),
     ForeignKeyConstraint(["database_id"], ["tenant.database_id"], ondelete="CASCADE"),
-    Index(None, "database_id", "feed_id"),
-    Index(None, "database_id", "start_time"),
+    # The seed-003 recording URL a PBX sent (`record`), served to allowed networks only.
+    Column("recording_url", Text, nullable=True),
+    Index(None, "database_id", "feed_id", unique=True),
+    # Keyset paging of /v1/cdrs and the reports' date ranges; one account's or one reseller
+    # client's calls in a range (getCDR, getResellerCDR).
+    Index(None, "database_id", "start_time", "cdr_id"),
+    Index(None, "database_id", "account", "start_time"),
+    Index(None, "database_id", "client", "start_time"),
     Index(None, "database_id", "unrated_reason", postgresql_where=text("NOT rated")),
     # Re-rating walks a tenant's unrated records in cdr_id order, a batch at a time.
     Index(None, "database_id", "cdr_id", postgresql_where=text("NOT rated")),

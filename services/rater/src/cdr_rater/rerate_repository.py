@@ -11,7 +11,7 @@ from sqlalchemy import Integer, any_, bindparam, func, not_, select, tuple_, upd
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cdrmodel.db import cdr, cdr_feed_seq, cdr_revision, tenant
+from cdrmodel.db import cdr, cdr_revision, tenant
 
 # What a re-rate may change in a stored record: the rating outcome and the start time a
 # correction sets. Everything else (numbers, duration, ids) is what the PBX sent and stays.
@@ -129,7 +129,7 @@ async def store_revisions(
             {
                 **{name: bindparam(f"new_{name}") for name in _WRITTEN},
                 "revision": cdr.c.revision + 1,
-                "feed_id": cdr_feed_seq.next_value(),
+                "feed_id": func.cdr_next_feed_id(),
             }
         )
     )
