@@ -20,6 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 # The contract's record fields (contract §3 "The stored record"), in the order columns show.
 RECORD_COLUMNS: tuple[str, ...] = (
     "feed_id",
+    "revision",
     "cdr_id",
     "external_id",
     "database_id",
