@@ -1,5 +1,5 @@
 """`GET /v1/cdrs/{cdr_id}/recording`: a redirect to where the call's recording is, for API
-accounts of the CDR's tenant."""
+accounts of the CDR's tenant (reading from their allowed networks, as every query)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from cdr_notifier import recording_repository
 from cdr_notifier.deps import PrincipalDep, StateDep
-from cdrmodel.errors import NotFound, error_responses
+from cdrmodel.errors import ErrorBody, NotFound, error_responses
 
 router = APIRouter(tags=["queries"])
 
@@ -29,6 +29,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
     },
     **error_responses(401, 404, 422, 503),
+    403: {
+        "model": ErrorBody,
+        "description": "The account's allowed_networks do not take in the caller's address",
+    },
 }
 
 
