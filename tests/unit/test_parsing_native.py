@@ -229,8 +229,12 @@ def test_seed_003_records_are_mapped_and_their_other_fields_kept() -> None:
     assert (e.external_id, e.ring_seconds) == ("2020072818dcDHFJcc804", 2)
     assert (e.disposition, e.direction) == ("ANSWERED", "outbound")
     assert e.extra["type"] == "Extension Outgoing" and e.extra["status"] == "ANSWER"
-    assert e.extra["record"].endswith(".mp3") and e.extra["representative_name"] == "User 1"
-    assert not {"caller", "target", "time", "duration", "ivruniqueid", "dialtime"} & e.extra.keys()
+    assert e.extra["representative_name"] == "User 1"
+    # The recording URL is the event's own field (cdr.recording_url), not kept twice.
+    assert e.recording_url == "https://example.net/rec/2020072818dcDHFJcc804.mp3"
+    assert not {"caller", "target", "time", "duration", "ivruniqueid", "dialtime", "record"} & (
+        e.extra.keys()
+    )
 
 
 def test_seed_003_incoming_queue_call_takes_the_did_and_maps_abandoned() -> None:

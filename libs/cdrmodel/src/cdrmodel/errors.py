@@ -28,6 +28,7 @@ class ErrorBody(BaseModel):
 _ERROR_DESCRIPTIONS = {
     400: "The request cannot be read",
     401: "Credentials missing or wrong",
+    403: "The account's allowed_networks do not take in the caller's address",
     404: "The tenant or the object in the path does not exist",
     409: "Conflicts with the current state",
     413: "The body is too large",

@@ -9,6 +9,8 @@ from typing import Any
 import uuid_utils
 from pydantic import BaseModel, ConfigDict, Field
 
+from cdrmodel.validation import RecordingUrl
+
 
 def new_cdr_id() -> uuid.UUID:
     """A UUIDv7 (time-ordered): ids of one tenant sort roughly by arrival.
@@ -49,6 +51,9 @@ class CdrSubmitted(BaseModel):
     account_code: str | None = None
     external_id: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    # Seed 003's `record`: where the call's recording is. Checked again when the rater decodes
+    # the event, so a URL that is not one is a rejected event, never a stored redirect.
+    recording_url: RecordingUrl | None = None
 
 
 class CdrRated(BaseModel):

@@ -1,12 +1,15 @@
-"""API accounts as principals: lookup with a short cache, the contract's auth codes, throttling."""
+"""API accounts as principals: lookup with a short cache, the contract's auth codes, throttling,
+and the client networks an account may read from."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import ipaddress
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -36,6 +39,66 @@ AUTH_LOCKOUTS = Counter(
 )
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_NETWORKS = 100  # per account: a list to check on every read, not a firewall
+
+
+def parse_network(text: str) -> Network:
+    """One allowlist entry, CIDR or a bare address (a /32 or /128), in its normal form: host
+    bits cleared (`10.1.2.3/8` is `10.0.0.0/8`), IPv6 compressed and lower-case, and an
+    IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it maps, since
+    client addresses are judged that way too. ValueError naming the entry otherwise."""
+    entry = text.strip()
+    if "%" in entry:
+        raise ValueError(f"{text!r}: a zone index (%...) is not part of a network")
+    try:
+        network = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 or IPv6 network in CIDR form") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+def normalise_networks(entries: Iterable[str]) -> list[str]:
+    """Allowlist entries as they are stored: each `parse_network`ed, duplicates dropped, the
+    order kept. ValueError naming the first bad entry."""
+    return list(dict.fromkeys(str(parse_network(e)) for e in entries))
+
+
+def client_address(host: str | None) -> Address | None:
+    """The peer address a request came from, as allowlists judge it: an IPv4-mapped IPv6
+    address (`::ffff:192.0.2.1`, what a dual-stack socket reports for an IPv4 client) is
+    its IPv4 address. None when there is no address or it is not an IP (a Unix socket)."""
+    if not host:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _stored_networks(database_id: str, account_id: str, entries: list[str]) -> tuple[Network, ...]:
+    """The stored list as networks. An entry that does not parse (written around the admin
+    API) is dropped and logged: the list only grows narrower, never open to anywhere."""
+    networks: list[Network] = []
+    for entry in entries:
+        try:
+            networks.append(parse_network(entry))
+        except ValueError as exc:
+            log.error(
+                "api_account %s/%s: allowed_networks %s; ignored", database_id, account_id, exc
+            )
+    return tuple(networks)
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     database_id: str
@@ -46,14 +109,37 @@ class Principal:
     timezone: str
     country: str
     currency: str
+    # The client networks this account may read from; None: anywhere. Ingest does not ask
+    # (submissions come from PBXs wherever they are); the notifier's reads do.
+    allowed_networks: tuple[Network, ...] | None = None
 
     @property
     def name(self) -> str:
         return f"{self.database_id}/{self.api_account_id}"
 
+    def reads_allowed_from(self, host: str | None) -> bool:
+        """Whether a read from the peer `host` is allowed. With an allowlist, a caller whose
+        address is unknown or not an IP is refused: it cannot be shown to be inside."""
+        if self.allowed_networks is None:
+            return True
+        address = client_address(host)
+        if address is None:
+            return False
+        # `in` is False across IP versions: an IPv4 client never matches an IPv6 network.
+        return any(address in network for network in self.allowed_networks)
+
 
 class AuthError(CdrError):
     status_code = 401
+
+
+class AddressRefused(AuthError):
+    """The credentials are right but the account may not read from the caller's address.
+
+    An AuthError, so a route that renders auth failures its own way renders this one too;
+    403, not 401: trying other credentials from here is not what is needed."""
+
+    status_code = 403
 
 
 _MISSING = object()
@@ -146,6 +232,7 @@ class PrincipalDirectory:
                 api_account.c.password_hash,
                 api_account.c.daily_limit,
                 api_account.c.default_package,
+                api_account.c.allowed_networks,
             )
             .select_from(
                 tenant.outerjoin(
@@ -166,6 +253,7 @@ class PrincipalDirectory:
         elif row["api_account_id"] is None:
             result = True
         else:
+            networks = row["allowed_networks"]
             result = Principal(
                 database_id=database_id,
                 api_account_id=account_id,
@@ -175,6 +263,11 @@ class PrincipalDirectory:
                 timezone=row["timezone"],
                 country=row["country"],
                 currency=row["currency"],
+                allowed_networks=(
+                    None
+                    if networks is None
+                    else _stored_networks(database_id, account_id, networks)
+                ),
             )
         if len(self._cache) > 50000:
             self._cache.clear()

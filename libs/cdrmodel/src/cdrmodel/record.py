@@ -75,15 +75,32 @@ def render_record(row: Mapping[str, Any], *, timezone: str | None = None) -> dic
     )
     if row.get("start_time_raw") and start is None:
         record["start_time_raw"] = row["start_time_raw"]
+    # Seed 003's name for it. Only when there is one: a record without a recording stays as
+    # it was (no empty column in every CSV row's `extra`); rows stored before the column
+    # existed show the `record` their `extra` kept.
+    recording = row.get("recording_url")
+    if recording:
+        record["record"] = recording
     return record
+
+
+def _document_record(schema: dict[str, Any]) -> None:
+    # Not a model field: a field would be rendered `null` on every record without one.
+    schema.setdefault("properties", {})["record"] = {
+        "type": "string",
+        "format": "uri",
+        "description": "The call's recording URL (seed 003 `record`), when the PBX sent one; "
+        "also served by GET /v1/cdrs/{cdr_id}/recording",
+    }
 
 
 class CdrRecord(BaseModel):
     """The stored record as it goes on the wire (OpenAPI documentation of `render_record`).
 
-    Fields the PBX sent beyond these are kept as they came (additional properties)."""
+    Fields the PBX sent beyond these are kept as they came (additional properties), and
+    `record`, the call's recording URL (seed 003), is there when the PBX sent one."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_document_record)
 
     caller: str
     target: str

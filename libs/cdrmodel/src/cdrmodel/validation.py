@@ -3,7 +3,9 @@ and integers within their column's range, as Annotated types for bodies and para
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, StringConstraints
 
@@ -48,3 +50,35 @@ UrlText = _text(2048, min_length=1)
 Int4 = Annotated[int, Field(ge=INT4_MIN, le=INT4_MAX)]
 NonNegativeInt4 = Annotated[int, Field(ge=0, le=INT4_MAX)]
 NonNegativeInt8 = Annotated[int, Field(ge=0, le=INT8_MAX)]
+
+
+# Recording URLs (seed 003's `record`): kept per CDR and handed to API accounts as a redirect,
+# so they must be a URL a `Location` header carries unchanged: RFC 3986 characters only
+# (anything else percent-encoded, host names in their ASCII form), http or https, a host.
+RECORDING_URL_LIMIT = 2048
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+
+
+def check_recording_url(value: str) -> str:
+    """`value` when it is an absolute http(s) URL of at most RECORDING_URL_LIMIT characters;
+    else ValueError saying what is wrong with it."""
+    if len(value) > RECORDING_URL_LIMIT:
+        raise ValueError(f"is {len(value)} characters; the limit is {RECORDING_URL_LIMIT}")
+    if not _URL_CHARS.fullmatch(value):
+        raise ValueError(
+            "is not a URL: spaces, control characters and non-ASCII characters must be "
+            "percent-encoded"
+        )
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number 0..65535)
+    except ValueError as exc:
+        raise ValueError(f"is not a URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("must name a host (http(s)://host/...)")
+    return value
+
+
+RecordingUrl = Annotated[str, AfterValidator(check_recording_url)]

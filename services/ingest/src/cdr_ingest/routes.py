@@ -146,6 +146,12 @@ _COMPAT_PARAMS = [
     ),
     ("AccountCode", False, "At most 20 characters."),
     ("ExternalID", False, "The PBX's id of the call (Asterisk uniqueid), at most 15 characters."),
+    (
+        "Record",
+        False,
+        "The call's recording URL (seed 003's `record`; also `RecordingURL`): http or https, "
+        "at most 2048 characters, percent-encoded like any parameter; else 50422.",
+    ),
 ]
 
 

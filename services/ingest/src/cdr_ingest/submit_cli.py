@@ -54,6 +54,7 @@ MEANINGS = {
     50418: "disposition not one of the five values",
     50419: "direction not inbound or outbound",
     50420: "extra not a JSON object",
+    50422: "record (recording URL) not an http(s) URL of at most 2048 characters",
     50429: "the API account's daily limit is used up",
     50460: "malformed PBX record",
     400: "request refused: unreadable body",

@@ -52,6 +52,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "unrated_reason",
     "ivruniqueid",
     "account_code",
+    "record",
 )
 _KNOWN = frozenset(RECORD_COLUMNS)
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_notifier.secretbox import SecretBox
 from cdrmodel.principals import (
+    AddressRefused,
     Principal,
     PrincipalDirectory,
     basic_credentials,
@@ -44,7 +45,13 @@ StateDep = Annotated[NotifierState, Depends(get_state)]
 
 
 async def get_principal(request: Request, state: StateDep) -> Principal:
-    """An API account from HTTP Basic (`DB/ACCOUNT`) or `login=` / `password=` parameters."""
+    """An API account from HTTP Basic (`DB/ACCOUNT`) or `login=` / `password=` parameters,
+    reading from an address its allowlist (`allowed_networks`) takes in.
+
+    The address is the socket peer (`request.client`), which uvicorn replaces with the
+    X-Forwarded-For client only for proxies in `--forwarded-allow-ips`; never a header read
+    here. The check comes after authentication, so a caller outside learns nothing without
+    the password, and a refused one gets no data, whatever it asked for (403)."""
     login = request.query_params.get("login")
     password = request.query_params.get("password")
     basic = basic_credentials(request.headers.get("authorization", ""))
@@ -52,7 +59,13 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
         login, password = basic
     database_id, account_id = split_login(login or "")
     client = request.client.host if request.client else None
-    return await state.directory.authenticate(database_id, account_id, password, client=client)
+    principal = await state.directory.authenticate(database_id, account_id, password, client=client)
+    if not principal.reads_allowed_from(client):
+        raise AddressRefused(
+            f"API account {principal.name} may not read from {client or 'an unknown address'}:"
+            " the address is outside its allowed_networks"
+        )
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -38,6 +38,7 @@ def _row(event: CdrSubmitted, rating: Rating, *, currency: str, now: datetime) -
         "ring_seconds": event.ring_seconds,
         "account_code": event.account_code,
         "extra": event.extra,
+        "recording_url": event.recording_url,
         "received_at": event.received_at,
         "rated": rating.rated,
         "unrated_reason": rating.unrated_reason,

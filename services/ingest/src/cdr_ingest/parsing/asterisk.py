@@ -46,6 +46,7 @@ from cdr_ingest.service import (
     parse_duration,
     parse_start_time,
     parse_whole,
+    recording_url,
 )
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.principals import Principal
@@ -74,6 +75,7 @@ _UNIQUEID = re.compile(r"(?:[A-Za-z0-9_.]+-)?[0-9]{9,}\.[0-9]+")
 _CLID_NUMBER = re.compile(r"<([^<>]*)>\s*$")
 # Columns that become event fields; the others are kept in `extra` under their own names.
 _MAPPED = frozenset({"accountcode", "src", "dst", "start", "duration", "billsec", "disposition"})
+_URL_SCHEMES = ("http://", "https://")
 
 
 def columns_for(fields: list[str]) -> tuple[str, ...] | None:
@@ -193,6 +195,11 @@ def _event(
     start = parse_start_time(start_raw, timezone) if start_raw.strip() else None
     start_time, start_time_raw = start_fields(start, start_raw, duration=billsec, now=now)
     extra: dict[str, Any] = {k: v for k, v in row.items() if v and k not in _MAPPED}
+    # cdr_csv has no column for a recording; a dialplan that stores its URL sets
+    # CDR(userfield) to it. A userfield that is not an http(s) URL stays a userfield.
+    recording = None
+    if extra.get("userfield", "").lower().startswith(_URL_SCHEMES):
+        recording = recording_url(extra.pop("userfield"), name="userfield")
     assert origin is not None and target is not None
     return make_event(
         principal,
@@ -208,4 +215,5 @@ def _event(
         account_code=code,
         external_id=external_id,
         extra=check_extra(extra),
+        recording_url=recording,
     )

@@ -216,6 +216,7 @@ def make_event(
     account_code: str | None = None,
     external_id: str | None = None,
     extra: dict[str, Any] | None = None,
+    recording_url: str | None = None,
 ) -> CdrSubmitted:
     # Every field was checked above, so the event is built without a second validation: the
     # fields go straight into the instance as model_construct would put them, at a fifth of
@@ -242,6 +243,7 @@ def make_event(
             "account_code": account_code,
             "external_id": external_id,
             "extra": extra if extra is not None else {},
+            "recording_url": recording_url,
         },
     )
     _set(event, "__pydantic_fields_set__", _ALL_FIELDS_SET)

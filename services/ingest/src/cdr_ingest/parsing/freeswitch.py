@@ -44,9 +44,11 @@ from cdr_ingest.service import (
     MAX_DURATION,
     ORIGIN_INVALID,
     ORIGIN_LIMIT,
+    RECORDING_URL_INVALID,
     Rejected,
     parse_duration,
     parse_whole,
+    recording_url,
 )
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.principals import Principal
@@ -228,6 +230,7 @@ def _a_leg(
             extra[key] = value
     if extra.get("dialed_number") == target:
         del extra["dialed_number"]
+    recording = _recording(variables)
     assert origin is not None and target is not None
     event = make_event(
         principal,
@@ -243,5 +246,22 @@ def _a_leg(
         account_code=code,
         external_id=external_id,
         extra=check_extra(extra),
+        recording_url=recording,
     )
     return event, f"freeswitch:{external_id}" if external_id else None
+
+
+def _recording(variables: dict[str, Any]) -> str | None:
+    """The channel variable `record` (seed 003's name) or `recording_url`, which a dialplan
+    sets to where its recording will be (`set recording_url=https://...`); percent-decoded
+    like every variable."""
+    given = [(n, v) for n in ("record", "recording_url") if (v := _var(variables, n))]
+    if not given:
+        return None
+    name, value = given[0]
+    if any(other != value for _, other in given[1:]):
+        raise Rejected(
+            "variables record and recording_url differ; set the recording URL once",
+            code=RECORDING_URL_INVALID,
+        )
+    return recording_url(value, name=f"variables.{name}")

@@ -40,10 +40,12 @@ from cdr_ingest.service import (
     MAX_DURATION,
     ORIGIN_INVALID,
     ORIGIN_LIMIT,
+    RECORDING_URL_INVALID,
     Rejected,
     default_disposition,
     parse_duration,
     parse_start_time,
+    recording_url,
 )
 from cdrmodel.events import CdrSubmitted
 from cdrmodel.principals import Principal
@@ -67,8 +69,9 @@ CONTRACT_FIELDS = frozenset(
         "extra",
     }
 )
-# Seed-003 names taken into event fields; the rest of such a record (type, status, did,
-# record, queue fields, ...) is kept in `extra`, where the stored record shows it again.
+# Seed-003 names taken into event fields; `record` becomes the event's recording_url, and the
+# rest of such a record (type, status, did, queue fields, ...) is kept in `extra`, where the
+# stored record shows it again.
 _SEED_MAPPED = frozenset({"caller", "target", "time", "duration", "ivruniqueid", "dialtime"})
 _SEED_MARKERS = ("caller", "target", "ivruniqueid")
 _SEED_KNOWN = _SEED_MAPPED | {"account_code", "extra"}
@@ -283,6 +286,29 @@ def _extra(record: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
     return check_extra(extra)
 
 
+# Where a JSON record carries its recording URL: seed 003's `record`, or `recording_url` (our
+# column's name), at the top level or inside `extra`; the event carries it, not `extra`.
+_RECORDING_NAMES = ("record", "recording_url")
+
+
+def _recording(extra: dict[str, Any]) -> str | None:
+    """The recording URL `extra` holds under either name, taken out of it (checked)."""
+    given = [
+        (name, value)
+        for name in _RECORDING_NAMES
+        if (value := extra.pop(name, None)) is not None and value != ""
+    ]
+    if not given:
+        return None
+    name, value = given[0]
+    if any(other != value for _, other in given[1:]):
+        raise Rejected(
+            "record and recording_url differ; send the recording URL once",
+            code=RECORDING_URL_INVALID,
+        )
+    return recording_url(value, name=name)
+
+
 def _contract(
     record: dict[str, Any], *, principal: Principal, now: datetime, timezone: str
 ) -> CdrSubmitted:
@@ -314,6 +340,8 @@ def _contract(
     ring = ring_seconds(get("ring_seconds"))
     disposition = _disposition(get("disposition"), duration)
     direction = _direction(get("direction"))
+    extra = _extra(record, CONTRACT_FIELDS)
+    recording = _recording(extra)
     assert origin is not None and target is not None
     return _event(
         principal,
@@ -328,7 +356,8 @@ def _contract(
         direction=direction,
         account_code=code,
         external_id=external_id,
-        extra=_extra(record, CONTRACT_FIELDS),
+        extra=extra,
+        recording_url=recording,
     )
 
 
@@ -383,6 +412,8 @@ def _seed003(
     direction = None
     if isinstance(call_type, str) and call_type:
         direction = "inbound" if call_type.strip().lower() in _INBOUND_TYPES else "outbound"
+    extra = _extra(record, _SEED_KNOWN)
+    recording = _recording(extra)
     assert origin is not None and target is not None
     return _event(
         principal,
@@ -397,5 +428,6 @@ def _seed003(
         direction=direction,
         account_code=code,
         external_id=external_id,
-        extra=_extra(record, _SEED_KNOWN),
+        extra=extra,
+        recording_url=recording,
     )

@@ -24,7 +24,7 @@ from cdrmodel.errors import error_responses
 from cdrmodel.record import render_record
 from cdrmodel.validation import INT8_MAX
 
-router = APIRouter(tags=["queries"], responses=error_responses(401, 422, 503))
+router = APIRouter(tags=["queries"], responses=error_responses(401, 403, 422, 503))
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000

@@ -15,7 +15,7 @@ from cdrmodel.record import CdrRecord, render_record
 from cdrmodel.timeutil import in_zone
 from cdrmodel.validation import INT8_MAX, Name
 
-router = APIRouter(tags=["queries"], responses=error_responses(401, 422, 503))
+router = APIRouter(tags=["queries"], responses=error_responses(401, 403, 422, 503))
 
 
 class CdrPage(BaseModel):

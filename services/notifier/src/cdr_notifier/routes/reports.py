@@ -30,7 +30,7 @@ from cdrmodel.principals import Principal
 from cdrmodel.record import CdrRecord, render_record
 from cdrmodel.validation import Name
 
-router = APIRouter(tags=["reports"], responses=error_responses(401, 422, 503))
+router = APIRouter(tags=["reports"], responses=error_responses(401, 403, 422, 503))
 
 Format = Literal["json", "csv"]
 Direction = Literal["inbound", "outbound"]

@@ -217,7 +217,7 @@ _READ: dict[str, tuple[Table, str, tuple[str, ...]]] = {
     "api_account": (
         api_account,
         "api_account_id",
-        ("api_account_id", "daily_limit", "default_package", "updated_at"),
+        ("api_account_id", "daily_limit", "default_package", "allowed_networks", "updated_at"),
     ),
     "package": (package, "package_id", ("package_id", "name", "route_id", "updated_at")),
     "route": (route, "route_id", ("route_id", "name", "updated_at")),

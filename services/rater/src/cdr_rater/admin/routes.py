@@ -152,6 +152,8 @@ async def put_api_account(
     values: dict[str, Any] = {
         "daily_limit": body.daily_limit,
         "default_package": body.default_package,
+        # Replaced like every field of the PUT: omitted is null, reads from anywhere.
+        "allowed_networks": body.allowed_networks,
     }
     if body.password is not None:
         # argon2 is deliberately slow: off the event loop, which also runs the consumer. A new

@@ -10,6 +10,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cdrmodel.money import known_currency
+from cdrmodel.principals import MAX_NETWORKS, normalise_networks
 from cdrmodel.validation import Identifier, Name, NonNegativeInt4, Secret
 
 
@@ -66,6 +67,20 @@ class ApiAccountUpsert(BaseModel):
     )
     daily_limit: NonNegativeInt4 | None = Field(1000, description="Records a day; null: none")
     default_package: Identifier | None = None
+    allowed_networks: list[Name] | None = Field(
+        None,
+        max_length=MAX_NETWORKS,
+        description="Client networks (CIDR, IPv4 or IPv6; a bare address is a /32 or /128) "
+        "the account may read its feed, queries, reports and recordings from; stored "
+        "normalised. null or omitted: from anywhere; []: from nowhere (a submit-only "
+        "account). Submissions are never limited by it",
+        examples=[["192.0.2.0/24", "2001:db8::/48"]],
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else normalise_networks(value)
 
 
 class ApiAccountRead(BaseModel):
@@ -74,6 +89,9 @@ class ApiAccountRead(BaseModel):
     login: str
     daily_limit: int | None
     default_package: str | None
+    allowed_networks: list[str] | None = Field(
+        description="Networks reads are allowed from, normalised; null: anywhere"
+    )
     updated_at: datetime
 
 
