@@ -19,7 +19,7 @@ from cdr_notifier.delivery import Dispatcher
 from cdr_notifier.deps import NotifierLifespanState, NotifierState
 from cdr_notifier.leases import LEASE_SESSION
 from cdr_notifier.repository import prune_deliveries, reseal_stored_secrets
-from cdr_notifier.routes import queries, subscriptions
+from cdr_notifier.routes import compat_cdr, queries, subscriptions
 from cdr_notifier.secretbox import SecretBox, parse_keys
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import PublicResolver
@@ -162,6 +162,6 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         title="cdrflow notifier",
         summary="Pushes rated CDRs to CRMs; query, feed and report APIs",
         lifespan=lifespan,
-        routers=[subscriptions.router, queries.router, rejections.router],
+        routers=[subscriptions.router, queries.router, compat_cdr.router, rejections.router],
         role=settings.role,
     )
