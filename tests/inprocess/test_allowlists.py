@@ -214,3 +214,40 @@ async def test_submissions_are_not_limited_by_the_allowlist(
             auth=(tenant.login, tenant.password),
         )
         assert resp.status_code == 200 and resp.json()["accepted"] == 1
+
+
+# Every read an API account makes, each as its route takes credentials.
+READS = [
+    ("GET", "/billing/feed", {}),
+    ("GET", "/v1/cdrs", {"format": "csv"}),
+    ("GET", "/v1/reports/unrated", {}),
+    ("GET", "/v1/reports/agents", {}),
+    ("GET", "/v1/reports/answer-ratio", {}),
+    ("GET", "/v1/reports/peak-hours", {}),
+    ("GET", "/api/cdr", {"action": "getCallBilling"}),
+    ("POST", "/api/cdr", {"action": "getCallBilling"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "params"), READS)
+async def test_every_read_is_refused_outside_the_networks(
+    notifier_from: Client,
+    fenced: tuple[Tenant, str],
+    method: str,
+    path: str,
+    params: dict[str, str],
+) -> None:
+    tenant, cdr_id = fenced
+    auth = (tenant.login, tenant.password)
+    async with notifier_from("192.0.2.10") as inside:
+        assert (await inside.request(method, path, params=params, auth=auth)).status_code == 200
+    async with notifier_from("203.0.113.5") as outside:
+        resp = await outside.request(method, path, params=params, auth=auth)
+        assert resp.status_code == 403, resp.text
+        assert "allowed_networks" in resp.text and cdr_id not in resp.text
+        if path == "/api/cdr":  # seed 002's error shape, on that endpoint alone
+            assert resp.json()["status"] == "error"
+        if method == "POST":  # credentials in the form body are no way around it
+            body = {"login": tenant.login, "password": tenant.password, **params}
+            resp = await outside.post(path, data=body)
+            assert resp.status_code == 403, resp.text

@@ -19,7 +19,7 @@ from cdr_notifier.delivery import Dispatcher
 from cdr_notifier.deps import NotifierLifespanState, NotifierState
 from cdr_notifier.leases import LEASE_SESSION
 from cdr_notifier.repository import prune_deliveries, reseal_stored_secrets
-from cdr_notifier.routes import feed, queries, recordings, reports, subscriptions
+from cdr_notifier.routes import compat_cdr, feed, queries, recordings, reports, subscriptions
 from cdr_notifier.secretbox import SecretBox, parse_keys
 from cdr_notifier.settings import NotifierSettings
 from cdr_notifier.urls import PublicResolver
@@ -168,6 +168,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             feed.router,
             reports.router,
             recordings.router,
+            compat_cdr.router,
             rejections.router,
         ],
         role=settings.role,

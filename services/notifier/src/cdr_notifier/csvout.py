@@ -56,6 +56,11 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )
 _KNOWN = frozenset(RECORD_COLUMNS)
 
+# OpenAPI `responses` of a route whose 200 may also be `format=csv`.
+CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
+}
+
 
 def _cell(value: Any) -> Any:
     if value is None:

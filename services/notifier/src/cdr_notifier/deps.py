@@ -46,14 +46,23 @@ StateDep = Annotated[NotifierState, Depends(get_state)]
 
 async def get_principal(request: Request, state: StateDep) -> Principal:
     """An API account from HTTP Basic (`DB/ACCOUNT`) or `login=` / `password=` parameters,
-    reading from an address its allowlist (`allowed_networks`) takes in.
+    reading from an address its allowlist takes in (`reader`)."""
+    return await reader(
+        request, state, request.query_params.get("login"), request.query_params.get("password")
+    )
+
+
+async def reader(
+    request: Request, state: NotifierState, login: str | None, password: str | None
+) -> Principal:
+    """The API account signing in with HTTP Basic (`DB/ACCOUNT`), else `login` and
+    `password` as the route found them, reading from an address its allowlist
+    (`allowed_networks`) takes in.
 
     The address is the socket peer (`request.client`), which uvicorn replaces with the
     X-Forwarded-For client only for proxies in `--forwarded-allow-ips`; never a header read
     here. The check comes after authentication, so a caller outside learns nothing without
     the password, and a refused one gets no data, whatever it asked for (403)."""
-    login = request.query_params.get("login")
-    password = request.query_params.get("password")
     basic = basic_credentials(request.headers.get("authorization", ""))
     if basic is not None:
         login, password = basic

@@ -17,7 +17,7 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from cdr_notifier.csvout import csv_bytes, csv_response, record_header, record_row
+from cdr_notifier.csvout import CSV_RESPONSES, csv_bytes, csv_response, record_header, record_row
 from cdr_notifier.deps import PrincipalDep, StateDep
 from cdr_notifier.feed_repository import feed_page
 from cdrmodel.errors import error_responses
@@ -47,7 +47,7 @@ class FeedPage(BaseModel):
     "/billing/feed",
     summary="The billing feed: CDR versions with feed id >= fromid, in feed-id order",
     response_model=FeedPage,
-    responses={200: {"content": {"text/csv": {}}}},
+    responses=CSV_RESPONSES,
 )
 async def billing_feed(
     principal: PrincipalDep,

@@ -13,7 +13,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from cdr_notifier import reports_repository as sql
-from cdr_notifier.csvout import RECORD_COLUMNS, csv_bytes, csv_chunks, csv_response, record_row
+from cdr_notifier.csvout import (
+    CSV_RESPONSES,
+    RECORD_COLUMNS,
+    csv_bytes,
+    csv_chunks,
+    csv_response,
+    record_row,
+)
 from cdr_notifier.deps import PrincipalDep, StateDep
 from cdr_notifier.report_shapes import (
     ReportRange,
@@ -110,6 +117,7 @@ def _unrated_record(row: dict[str, Any], principal: Principal, span: ReportRange
 @router.get(
     "/v1/reports/unrated",
     response_model=UnratedReport,
+    responses=CSV_RESPONSES,
     summary="Unrated records (seed 000): counts per reason and the records, paged",
 )
 async def unrated_report(
@@ -216,6 +224,7 @@ class AgentsReport(RangeRead):
 @router.get(
     "/v1/reports/agents",
     response_model=AgentsReport,
+    responses=CSV_RESPONSES,
     summary="Answered incoming and outgoing calls per representative (extension), seed 003",
 )
 async def agents_report(
@@ -282,6 +291,7 @@ def _ratio_row(by: str, key: Any, calls: int, answered: int) -> dict[str, Any]:
 @router.get(
     "/v1/reports/answer-ratio",
     response_model=RatioReport,
+    responses=CSV_RESPONSES,
     response_model_exclude_unset=True,  # a row carries the key of its `by` only
     summary="Answered / total per destination country (or local day, or extension), seed 003",
 )
@@ -368,6 +378,7 @@ class PeakHoursReport(RangeRead):
 @router.get(
     "/v1/reports/peak-hours",
     response_model=PeakHoursReport,
+    responses=CSV_RESPONSES,
     summary="Calls per local hour of day (optionally per weekday) and concurrency, seed 003",
 )
 async def peak_hours_report(
