@@ -191,6 +191,7 @@ async def test_admin_answers_echo_what_was_stored(pipeline: Pipeline, tenant: Te
         "login": f"{tenant.database_id}/ACC2",
         "daily_limit": None,
         "default_package": tenant.package,
+        "allowed_networks": None,
         "updated_at": None,
     }
     (row,) = await pipeline.sql(

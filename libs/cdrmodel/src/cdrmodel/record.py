@@ -72,6 +72,9 @@ def render_record(row: Mapping[str, Any], *, timezone: str | None = None) -> dic
         currency=currency,
         rated=bool(row.get("rated")),
         unrated_reason=row.get("unrated_reason"),
+        # 1 when first stored, one more with each re-rate that changed it: a client keeps
+        # the highest it has seen of each cdr_id.
+        revision=row.get("revision") or 1,
     )
     if row.get("start_time_raw") and start is None:
         record["start_time_raw"] = row["start_time_raw"]
@@ -133,3 +136,6 @@ class CdrRecord(BaseModel):
     currency: str
     rated: bool
     unrated_reason: str | None
+    revision: int = Field(
+        1, description="1 when first stored, one more with each re-rate that changed it"
+    )

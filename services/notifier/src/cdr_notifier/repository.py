@@ -1,5 +1,6 @@
-"""SQL of the notifier: subscriptions, deliveries and attempts for the admin routes, and the
-CDR queries of API accounts (the dispatcher's claim and record are in `leases`)."""
+"""SQL of the notifier: subscriptions, deliveries and attempts for the admin routes (the
+dispatcher's claim and record are in `leases`, the search of `GET /v1/cdrs` in
+`search_repository`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_notifier.secretbox import SecretBox
-from cdrmodel.db import cdr, delivery, delivery_attempt, subscription
+from cdrmodel.db import delivery, delivery_attempt, subscription
 from cdrmodel.errors import NotFound
 
 log = logging.getLogger(__name__)
@@ -221,45 +222,6 @@ async def replay_since(
         .values(**_REPLAY)
     )
     return int(done.rowcount)
-
-
-# Queries of API accounts
-
-
-async def search_cdrs(
-    conn: AsyncConnection,
-    *,
-    database_id: str,
-    start_from: datetime | None = None,
-    start_to: datetime | None = None,
-    rated: bool | None = None,
-    call_type: str | None = None,
-    disposition: str | None = None,
-    caller: str | None = None,
-    destination: str | None = None,
-    after_feed_id: int | None = None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    """One tenant's CDRs in feed-id order (keyset paging on feed_id)."""
-    stmt = select(cdr).where(cdr.c.database_id == database_id)
-    if start_from is not None:
-        stmt = stmt.where(cdr.c.start_time >= start_from)
-    if start_to is not None:
-        stmt = stmt.where(cdr.c.start_time < start_to)
-    if rated is not None:
-        stmt = stmt.where(cdr.c.rated.is_(rated))
-    if call_type:
-        stmt = stmt.where(cdr.c.call_type == call_type)
-    if disposition:
-        stmt = stmt.where(cdr.c.disposition == disposition)
-    if caller:
-        stmt = stmt.where(cdr.c.originating_number.startswith(caller, autoescape=True))
-    if destination:
-        stmt = stmt.where(cdr.c.destination_number.startswith(destination, autoescape=True))
-    if after_feed_id is not None:
-        stmt = stmt.where(cdr.c.feed_id > after_feed_id)
-    stmt = stmt.order_by(cdr.c.feed_id).limit(limit)
-    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
 
 
 async def reseal_stored_secrets(engine: AsyncEngine, box: SecretBox, *, batch: int = 100) -> int:

@@ -69,7 +69,6 @@ async def billing_feed(
     for row in rows:
         record = render_record(row, timezone=principal.timezone)
         record["feed_id"] = row["feed_id"]
-        record["revision"] = row["revision"]  # 1, then one more for each re-rate
         records.append(record)
     if format is FeedFormat.csv:
         response = csv_response(
