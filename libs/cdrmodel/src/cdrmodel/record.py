@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cdrmodel.money import fmt8, minor_units
 
-# Seed 003 statuses for our dispositions.
-_STATUS = {
+# Seed 003 statuses for our dispositions (the CSV export renders them in SQL from this too).
+STATUS_OF_DISPOSITION = {
     "ANSWERED": "ANSWER",
     "NO ANSWER": "NOANSWER",
     "BUSY": "BUSY",
@@ -47,7 +47,8 @@ def render_record(row: Mapping[str, Any], *, timezone: str | None = None) -> dic
         duration=row["duration"],
         ivruniqueid=row.get("external_id") or cdr_id,
         type=extra.get("type") or ("Incoming Call" if inbound else "Extension Outgoing"),
-        status=extra.get("status") or _STATUS.get(row["disposition"], row["disposition"]),
+        status=extra.get("status")
+        or STATUS_OF_DISPOSITION.get(row["disposition"], row["disposition"]),
         did=extra.get("did") or (row["destination_number"] if inbound else ""),
         dialtime=row.get("ring_seconds") or 0,
         price=minor_units(total, currency) if total is not None else 0,

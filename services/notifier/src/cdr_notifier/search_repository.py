@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_notifier.csvout import RECORD_COLUMNS, record_header
 from cdrmodel.money import currency_exponent
+from cdrmodel.record import STATUS_OF_DISPOSITION
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -252,13 +253,6 @@ async def search_page(
 _FALSY = "ARRAY['null', 'false', '0', '\"\"', '[]', '{}']::jsonb[]"
 # Seed 003 statuses for our dispositions, as cdrmodel.record maps them (the CSV test holds
 # the two equal for every disposition).
-_STATUS = {
-    "ANSWERED": "ANSWER",
-    "NO ANSWER": "NOANSWER",
-    "BUSY": "BUSY",
-    "FAILED": "CHANUNAVAIL",
-    "CONGESTION": "CONGESTION",
-}
 
 
 def _quote(text: str) -> str:
@@ -301,7 +295,7 @@ def _price(currency: str) -> str:
 
 _STATUS_SQL = (
     "CASE disposition "
-    + " ".join(f"WHEN {_quote(d)} THEN {_quote(s)}" for d, s in _STATUS.items())
+    + " ".join(f"WHEN {_quote(d)} THEN {_quote(s)}" for d, s in STATUS_OF_DISPOSITION.items())
     + " ELSE disposition END"
 )
 # ISO 8601 in the session's zone (set to the tenant's), as datetime.isoformat() writes it:
