@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -23,9 +24,11 @@ from load import run_load, tool_name
 from loadgen import LoadResult
 from notifier_bench import NotifierMeasurements, measure_notifier
 from notifier_bench import render_section as render_notifier_section
+from queries_bench import QueriesMeasurements, measure_queries
+from queries_bench import render_section as render_queries_section
 from rater_bench import DISTINCT_NUMBERS, RaterMeasurements, measure_rater, render_section
-from report import REPO, Measurements, Memory, StoredResult, render
-from stack import BENCH_TOPIC, BenchStack, free_port
+from report import REPO, Measurements, Memory, StoredResult, git_revision, machine, render
+from stack import BENCH_TOPIC, BenchStack, free_port, standalone
 
 COMPAT_QUERY = (
     "/api_submitcdr.aspx?DatabaseID=DEMO&APIAccountID=DEMO&APIPassword=demopass"
@@ -93,6 +96,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pending deliveries of each notifier backlog run (default 20000)",
     )
     parser.add_argument(
+        "--queries-rows",
+        type=int,
+        default=10_000_000,
+        help="CDRs the queries section loads by COPY before timing its reads (default 10000000)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["queries"],
+        help="run one section alone on a throwaway PostgreSQL and Tansu, without the other"
+        " services: 'queries' (load --queries-rows CDRs, then time the feed, getCDR and the CSV"
+        " export); the report then holds that section only",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=REPO / "docs" / "benchmarks.md",
@@ -110,6 +126,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--producer-messages must be >= 1 and --drain-timeout > 0")
     if args.notifier_deliveries < 1:
         parser.error("--notifier-deliveries must be >= 1")
+    if args.queries_rows < 1:
+        parser.error("--queries-rows must be >= 1")
     return args
 
 
@@ -399,6 +417,24 @@ def measure_notifiers(stack: BenchStack, args: argparse.Namespace) -> NotifierMe
     )
 
 
+def measure_query_reads(stack: BenchStack, args: argparse.Namespace) -> QueriesMeasurements:
+    """The queries rows, after the notifier's: they load millions of rows into `cdr`."""
+    return measure_queries(**on_stopped_stack(stack), rows=args.queries_rows)
+
+
+def only_queries(args: argparse.Namespace) -> str:
+    """`--only queries`: that section on infrastructure of its own, with the report's header."""
+    with standalone("queries") as infra:
+        queries = measure_queries(**infra.section_args(), rows=args.queries_rows)
+    return (
+        "# cdrflow benchmarks (the queries section alone)\n\n"
+        "Written by `bench/run.py --only queries`; `make bench` writes every section.\n\n"
+        f"- machine: {machine()}\n"
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n"
+        f"- git: `{git_revision()}`\n" + render_queries_section(queries)
+    )
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # SIGTERM (e.g. a CI timeout) takes the same path as Ctrl-C, so the stack is torn down.
     raise KeyboardInterrupt
@@ -407,6 +443,16 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    if args.only == "queries":
+        try:
+            text = only_queries(args)
+        except KeyboardInterrupt:
+            log("interrupted; everything started was stopped")
+            return 130
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+        log(f"wrote {args.output}")
+        return 0
     workdir = Path(tempfile.mkdtemp(prefix="cdrflow-bench-"))
     log(f"working in {workdir}")
     try:
@@ -414,9 +460,13 @@ def main(argv: list[str] | None = None) -> int:
             measurements = measure(stack, args)
             rater = measure_raters(stack, args)
             notifier = measure_notifiers(stack, args)
+            queries = measure_query_reads(stack, args)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(
-            render(measurements) + render_section(rater) + render_notifier_section(notifier),
+            render(measurements)
+            + render_section(rater)
+            + render_notifier_section(notifier)
+            + render_queries_section(queries),
             encoding="utf-8",
         )
         log(f"wrote {args.output}")

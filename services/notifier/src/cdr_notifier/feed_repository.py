@@ -17,7 +17,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cdr_notifier.search_repository import RECORD_SOURCE_COLUMNS
 from cdrmodel.db import cdr
+
+# What a record is rendered from, and no more: not `pricing`, the rater's explanation of the
+# price (about 1 KB of JSON a row, which decoding cost more than the rest of the page).
+_FEED_COLUMNS = [cdr.c[name] for name in RECORD_SOURCE_COLUMNS]
 
 # Ids under this are final: no transaction that could still commit one is under it.
 HORIZON: ColumnElement[int] = literal_column(
@@ -31,7 +36,7 @@ async def feed_page(
     """Up to `limit` current CDR versions of the tenant with `from_id` <= feed id < horizon,
     in feed-id order: one range scan of the (database_id, feed_id) index."""
     stmt = (
-        select(cdr)
+        select(*_FEED_COLUMNS)
         .where(cdr.c.database_id == database_id, cdr.c.feed_id >= from_id)
         .where(cdr.c.feed_id < HORIZON)
         .order_by(cdr.c.feed_id)
