@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -150,7 +151,7 @@ def _auth_message(exc: AuthError) -> str:
     return f"{where}: {exc.message}"
 
 
-async def _answer(request: Request, state: NotifierState) -> JSONResponse:
+async def _answer(request: Request, state: NotifierState) -> Response:
     try:
         params = await _params(request)
         principal = await reader(request, state, params.get("login"), params.get("password"))
@@ -168,7 +169,13 @@ async def _answer(request: Request, state: NotifierState) -> JSONResponse:
             raise
         return _error(503, "database unavailable, retry later", **{"Retry-After": "5"})
     headers = {"X-Result-Truncated": "true"} if truncated else None
-    return JSONResponse({"status": "success", **body}, headers=headers)
+    # orjson: a day of calls is thousands of entries, and the standard encoder took longer
+    # than the query (measured in the queries bench).
+    return Response(
+        orjson.dumps({"status": "success", **body}),
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 class CompatAnswer(BaseModel):
@@ -243,10 +250,10 @@ _DOC: dict[str, Any] = {
 
 # Two operations, not one api_route: each method gets its own operationId.
 @router.get("/api/cdr", operation_id="api_cdr_get", **_DOC)
-async def api_cdr_get(request: Request, state: StateDep) -> JSONResponse:
+async def api_cdr_get(request: Request, state: StateDep) -> Response:
     return await _answer(request, state)
 
 
 @router.post("/api/cdr", operation_id="api_cdr_post", **_DOC)
-async def api_cdr_post(request: Request, state: StateDep) -> JSONResponse:
+async def api_cdr_post(request: Request, state: StateDep) -> Response:
     return await _answer(request, state)
