@@ -79,6 +79,28 @@ class Pipeline:
     async def tenant(self, *, timezone: str = "UTC") -> Tenant:
         return await create_tenant(self.rater, timezone=timezone)
 
+    async def settled_tenant(self, *, timezone: str = "UTC") -> Tenant:
+        """A new tenant once the rater's re-rating pass over its configuration is done. The
+        pass prices the tenant's unrated records, and a second look a few seconds later
+        those rated in the minute before it: a test that inserts unrated rows itself takes
+        this tenant and gives its rows a `rated_at` older than that minute."""
+        tenant = await self.tenant(timezone=timezone)
+        await self.settled(tenant)
+        return tenant
+
+    async def settled(self, tenant: Tenant) -> None:
+        """Until the re-rating pass over the tenant's latest configuration change is done
+        (after each change made to a `settled_tenant`, before inserting rows)."""
+
+        async def rerated() -> bool:
+            (row,) = await self.sql(
+                "SELECT rerated_version >= config_version FROM tenant WHERE database_id = $1",
+                tenant.database_id,
+            )
+            return bool(row[0])
+
+        await wait_for(rerated, timeout=30, what=f"the re-rating pass over {tenant.database_id}")
+
     async def submit(self, tenant: Tenant, **fields: object) -> str:
         resp = await self.ingest.get("/api_submitcdr.aspx", params=tenant.submit_params(**fields))
         assert resp.status_code == 200, resp.text

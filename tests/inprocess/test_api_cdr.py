@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -59,6 +59,8 @@ async def insert_cdr(pipeline: Pipeline, tenant: Tenant, start: str, **columns: 
         "duration": 11,
         "disposition": "ANSWERED",
         "received_at": datetime.now(UTC),
+        # Older than the re-rating pass's second look (Pipeline.settled_tenant).
+        "rated_at": datetime.now(UTC) - timedelta(days=1),
         "rated": True,
         "direction": "outbound",
         "extension": "100",
@@ -95,11 +97,18 @@ async def uniqueids(pipeline: Pipeline, tenant: Tenant, action: str = "getCDR", 
 
 
 @pytest.fixture
+async def tenant(pipeline: Pipeline) -> Tenant:
+    """A fresh tenant whose re-rating pass is over: the unrated rows tests insert stay so."""
+    return await pipeline.settled_tenant()
+
+
+@pytest.fixture
 async def other(pipeline: Pipeline) -> Tenant:
     """A second tenant with the same account name, reseller client and package id as the
     first, and one call of each kind on the days the tests read."""
     tenant = await pipeline.tenant()
     await add_extension(pipeline, tenant, "200", "200000_VoIP", RESELLER)
+    await pipeline.settled(tenant)
     for start in ("2026-03-01T10:00:00", "2026-03-01T23:30:00", "2026-03-02T00:30:00"):
         for client in (None, RESELLER):
             await insert_cdr(pipeline, tenant, start, external_id="other", client=client)
@@ -295,6 +304,7 @@ async def test_calltype_callbilling_and_account_filter_the_calls(
     pipeline: Pipeline, tenant: Tenant
 ) -> None:
     await add_extension(pipeline, tenant, "200", "200000_VoIP", RESELLER)
+    await pipeline.settled(tenant)
     await insert_cdr(pipeline, tenant, "2026-03-01T10:00:00", external_id="out")
     await insert_cdr(
         pipeline,
