@@ -331,20 +331,6 @@ def _calls(side: Side) -> dict[str, dict[str, Any]]:
     }
 
 
-async def _quiet(pipeline: Pipeline, side: Side) -> None:
-    """Until the rater's re-rating pass after the last configuration change is done: it
-    would otherwise price the unrated calls written below."""
-
-    async def done() -> bool:
-        (row,) = await pipeline.sql(
-            "SELECT rerated_version >= config_version FROM tenant WHERE database_id = $1",
-            side.db,
-        )
-        return bool(row[0])
-
-    await wait_for(done, timeout=30, what=f"the re-rating pass over {side.db}")
-
-
 async def _store(pipeline: Pipeline, world: World) -> None:
     """Both tenants' calls in one statement, A's and B's alternating, so feed ids
     interleave; then each row's feed id."""
@@ -385,7 +371,7 @@ async def world(pipeline: Pipeline) -> World:
         await _configure(pipeline, side)
         side.rows = _calls(side)
     for side in (a, b):
-        await _quiet(pipeline, side)
+        await pipeline.settled(side.tenant)
     await _store(pipeline, pair)
     for side in (a, b):  # the feed shows a commit once older transactions have ended
 

@@ -257,20 +257,9 @@ async def export(pipeline: Pipeline, tenant: Tenant, **params: object) -> list[d
 
 
 async def quiet_tenant(pipeline: Pipeline, timezone: str = NY) -> Tenant:
-    """A new tenant once the rater's re-rating pass over it is done: the pass prices unrated
-    records after every configuration change, and would otherwise rate the unrated rows a
-    test inserts under it."""
-    t = await pipeline.tenant(timezone=timezone)
-
-    async def rerated() -> bool:
-        (row,) = await pipeline.sql(
-            "SELECT rerated_version >= config_version FROM tenant WHERE database_id = $1",
-            t.database_id,
-        )
-        return bool(row[0])
-
-    await wait_for(rerated, timeout=30, what=f"the re-rating pass over {t.database_id}")
-    return t
+    """A new tenant once the rater's re-rating pass over it is done (it would otherwise
+    rate the unrated rows a test inserts under it)."""
+    return await pipeline.settled_tenant(timezone=timezone)
 
 
 @pytest.fixture

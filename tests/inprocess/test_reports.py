@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from cdrmodel.db import asyncpg_dsn
-from tests.helpers import Tenant, wait_for
+from tests.helpers import Tenant
 from tests.inprocess.conftest import Pipeline
 
 NY = ZoneInfo("America/New_York")  # EST, UTC-5, all through January
@@ -112,26 +112,12 @@ async def _insert(conn: asyncpg.Connection, tenant: Tenant, calls: dict[str, tup
         )
 
 
-async def _settled(pipeline: Pipeline, tenant: Tenant) -> None:
-    """Until the rater's re-rating pass of the new tenant's setup has gone by, so that it
-    never re-prices the unrated records written here (they are unrated on that setup too)."""
-
-    async def done() -> bool:
-        (row,) = await pipeline.sql(
-            "SELECT config_version, rerated_version FROM tenant WHERE database_id = $1",
-            tenant.database_id,
-        )
-        return bool(row["rerated_version"] >= row["config_version"])
-
-    await wait_for(done, timeout=30, what="the tenant's re-rating pass")
-
-
 @pytest.fixture
 async def ny(pipeline: Pipeline) -> Tenant:
     tenant = await pipeline.tenant(timezone="America/New_York")
     other = await pipeline.tenant(timezone="America/New_York")
-    await _settled(pipeline, tenant)
-    await _settled(pipeline, other)
+    await pipeline.settled(tenant)
+    await pipeline.settled(other)
     conn = await asyncpg.connect(asyncpg_dsn(pipeline.database_url))
     try:
         await _insert(conn, tenant, CALLS)

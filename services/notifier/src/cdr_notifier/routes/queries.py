@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, Field
 
 from cdr_notifier import search_repository as repo
-from cdr_notifier.csvout import csv_response
+from cdr_notifier.csvout import CSV_RESPONSES, csv_response
 from cdr_notifier.deps import PrincipalDep, StateDep
 from cdr_notifier.search_repository import CdrSearch, Position
 from cdrmodel.errors import Unprocessable, error_responses
@@ -132,7 +132,7 @@ def _position(cursor: str | None) -> Position | None:
     "/v1/cdrs",
     response_model=CdrPage,
     summary="Search the account's tenant's CDRs, by start time (cursor paging), or export CSV",
-    responses={200: {"content": {"text/csv": {}}}},
+    responses=CSV_RESPONSES,
 )
 async def list_cdrs(
     principal: PrincipalDep,
