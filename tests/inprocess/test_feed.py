@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import random
 import uuid
 from collections import Counter
@@ -14,9 +15,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from cdrmodel.db import asyncpg_dsn
+from cdr_notifier.feed_repository import feed_page
+from cdrmodel.db import asyncpg_dsn, make_engine
+from cdrmodel.record import render_record
 from tests.helpers import Tenant, wait_for
 from tests.inprocess.conftest import ADMIN, Pipeline
+from tests.inprocess.stored_rows import NY, insert, varied_rows
 
 
 async def _feed(pipeline: Pipeline, tenant: Tenant, **params: object) -> dict[str, Any]:
@@ -104,6 +108,84 @@ async def test_csv_carries_the_same_records(pipeline: Pipeline, fed: Tenant) -> 
     assert [r["cdr_id"] for r in rows] == [r["cdr_id"] for r in records]
     assert [r["total"] for r in rows] == [r["total"] for r in records]
     assert rows[0]["rated"] == "true"
+
+
+async def _stored(pipeline: Pipeline, tenant: Tenant) -> list[dict[str, Any]]:
+    """The tenant's rows as render_record reads them, in feed-id order."""
+    conn = await asyncpg.connect(asyncpg_dsn(pipeline.database_url))
+    try:
+        await conn.set_type_codec(
+            "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+        rows = await conn.fetch(
+            "SELECT * FROM cdr WHERE database_id = $1 ORDER BY feed_id", tenant.database_id
+        )
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
+def _rendered(row: dict[str, Any], timezone: str) -> dict[str, Any]:
+    return render_record(row, timezone=timezone) | {"feed_id": row["feed_id"]}
+
+
+@pytest.fixture
+async def varied(pipeline: Pipeline) -> Tenant:
+    tenant = await pipeline.settled_tenant(timezone=NY)
+    await insert(pipeline, varied_rows(tenant))
+    return tenant
+
+
+async def test_records_written_by_postgresql_equal_render_record(
+    pipeline: Pipeline, varied: Tenant
+) -> None:
+    """PostgreSQL builds the feed's JSON; every field of every branch is what the push and
+    /v1/cdrs (render_record) say, types included."""
+    stored = await _stored(pipeline, varied)
+    records, nxt = await _follow(pipeline, varied, 0, limit=100)
+    assert len(records) == len(stored) == len(varied_rows(varied))
+    assert nxt == stored[-1]["feed_id"] + 1
+    for row, record in zip(stored, records, strict=True):
+        assert record == _rendered(row, NY), row["external_id"]
+    by_ref = {r["ivruniqueid"]: r for r in records}
+    assert by_ref["extras"]["start_time"] == "2026-03-10T08:01:00.000250-04:00"
+    assert by_ref["recorded"]["record"] == "https://rec.example/calls/a.wav?sig=1"
+    assert by_ref["recorded"]["revision"] == 3
+    assert by_ref["old-recording"]["record"] == "https://rec.example/old.wav"
+    assert (by_ref["old-recording"]["did"], by_ref["old-recording"]["type"]) == ("5", "7")
+    assert (by_ref["inbound-falsy"]["did"], by_ref["inbound-falsy"]["status"]) == ("200", "ANSWER")
+    assert by_ref["untimed"]["time"] is None and by_ref["untimed"]["rated"] is False
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "Asia/Kathmandu", "Pacific/Chatham", "Not/AZone"])
+async def test_feed_times_are_shown_in_the_zone_asked(
+    pipeline: Pipeline, varied: Tenant, timezone: str
+) -> None:
+    stored = await _stored(pipeline, varied)
+    engine = make_engine(pipeline.database_url)
+    try:
+        async with engine.connect() as conn:
+            page = await feed_page(
+                conn,
+                database_id=varied.database_id,
+                from_id=0,
+                limit=100,
+                timezone=timezone,
+                currency="USD",
+            )
+    finally:
+        await engine.dispose()
+    assert page.last_feed_id == stored[-1]["feed_id"]
+    assert json.loads(page.records) == [_rendered(row, timezone) for row in stored]
+
+
+async def test_an_empty_page_is_an_empty_array(pipeline: Pipeline, varied: Tenant) -> None:
+    stored = await _stored(pipeline, varied)
+    after = stored[-1]["feed_id"] + 1
+    resp = await pipeline.notifier.get(
+        "/billing/feed", params={"fromid": after}, auth=(varied.login, varied.password)
+    )
+    assert resp.json() == {"status": "success", "cdr": [], "next_fromid": after}
 
 
 @pytest.mark.parametrize(

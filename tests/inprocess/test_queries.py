@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,6 +22,7 @@ from cdr_notifier.search_repository import CdrSearch, Position, page_sql
 from cdrmodel.db import asyncpg_dsn
 from tests.helpers import Tenant, wait_for
 from tests.inprocess.conftest import Pipeline
+from tests.inprocess.stored_rows import NY, T0, cdr_row, insert, varied_rows
 
 SENT = {
     # external id: submitted fields (the tenant is in America/New_York)
@@ -140,92 +140,6 @@ async def test_login_parameters_sign_in_like_basic_auth(pipeline: Pipeline, tena
 
 
 # Rows inserted directly: every filter, edge and rendering case without the pipeline's wait.
-
-NY = "America/New_York"
-T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-_COLUMNS = (
-    "cdr_id",
-    "database_id",
-    "api_account",
-    "external_id",
-    "originating_number",
-    "destination_number",
-    "start_time",
-    "start_time_raw",
-    "duration",
-    "disposition",
-    "ring_seconds",
-    "account_code",
-    "extra",
-    "received_at",
-    "rated",
-    "unrated_reason",
-    "direction",
-    "extension",
-    "package_id",
-    "account",
-    "call_type",
-    "call_billing",
-    "destination_name",
-    "matched_prefix",
-    "billed_seconds",
-    "rate",
-    "total",
-    "cost",
-    "currency",
-)
-
-
-def cdr_row(tenant: Tenant, ref: str, **fields: Any) -> dict[str, Any]:
-    """A rated 60-second outbound call to Ottawa at T0, unless `fields` say otherwise."""
-    row: dict[str, Any] = {
-        "cdr_id": uuid.uuid4(),
-        "database_id": tenant.database_id,
-        "api_account": tenant.account,
-        "external_id": ref,
-        "originating_number": "100",
-        "destination_number": "16135550100",
-        "start_time": T0,
-        "start_time_raw": None,
-        "duration": 60,
-        "disposition": "ANSWERED",
-        "ring_seconds": None,
-        "account_code": None,
-        "extra": {},
-        "received_at": T0,
-        "rated": True,
-        "unrated_reason": None,
-        "direction": "outbound",
-        "extension": "100",
-        "package_id": tenant.package,
-        "account": "100000_VoIP",
-        "call_type": "S",
-        "call_billing": "billed",
-        "destination_name": "Canada - 613 Ottawa",
-        "matched_prefix": "1613",
-        "billed_seconds": 60,
-        "rate": Decimal("0.015"),
-        "total": Decimal("0.015"),
-        "cost": Decimal("0.0052"),
-        "currency": "USD",
-    }
-    row.update(fields)
-    return row
-
-
-async def insert(pipeline: Pipeline, rows: Iterable[dict[str, Any]]) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(pipeline.database_url))
-    try:
-        await conn.set_type_codec(
-            "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
-        placeholders = ", ".join(f"${n}" for n in range(1, len(_COLUMNS) + 1))
-        await conn.executemany(
-            f"INSERT INTO cdr ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
-            [tuple(row[c] for c in _COLUMNS) for row in rows],
-        )
-    finally:
-        await conn.close()
 
 
 async def search(pipeline: Pipeline, tenant: Tenant, **params: object) -> list[dict[str, Any]]:
@@ -517,69 +431,7 @@ def _cell(value: Any) -> str:
 
 async def test_csv_export_matches_the_json_records(pipeline: Pipeline, ny_empty: Tenant) -> None:
     t = ny_empty
-    rows = [
-        cdr_row(t, f"d{n}", disposition=d, start_time=T0 + timedelta(seconds=n))
-        for n, d in enumerate(["ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION"])
-    ] + [
-        cdr_row(
-            t,
-            "extras",
-            start_time=T0 + timedelta(minutes=1, microseconds=250),
-            ring_seconds=7,
-            account_code="ac,1",
-            extra={
-                "type": "Queue Call",
-                "status": "",
-                "did": 0,
-                "queue": {"n": [1, 2]},
-                "note": 'he said "hi",\nthen left',
-                "caller": "overridden",
-                "ü": "ö",
-            },
-            destination_name='Quoted "name", with comma',
-        ),
-        cdr_row(
-            t,
-            "inbound",
-            start_time=T0 + timedelta(minutes=2),
-            direction="inbound",
-            originating_number="16135550199",
-            destination_number="100",
-            call_type="IB",
-            extra={"did": "16135550000", "status": "RINGNOANSWER"},
-        ),
-        cdr_row(
-            t,
-            "yen",
-            start_time=T0 + timedelta(minutes=3),
-            currency="JPY",
-            total=Decimal("12.5"),
-            rate=Decimal("1.123456789"),
-            cost=None,
-        ),
-        cdr_row(
-            t,
-            "kwd",
-            start_time=T0 + timedelta(minutes=4),
-            currency="KWD",
-            total=Decimal("0.0125"),
-            external_id=None,
-        ),
-        cdr_row(t, "winter", start_time=datetime(2026, 1, 5, 3, 0, tzinfo=UTC)),
-        cdr_row(
-            t,
-            "untimed",
-            start_time=None,
-            start_time_raw="2026-13-01",
-            rated=False,
-            unrated_reason="invalid_start_time",
-            total=None,
-            rate=None,
-            cost=None,
-            billed_seconds=0,
-            extra={"start_time_raw": "theirs"},
-        ),
-    ]
+    rows = varied_rows(t)
     await insert(pipeline, rows)
     records = await search(pipeline, t)
     lines = await export(pipeline, t)

@@ -28,6 +28,18 @@ def _zone(name: str | None) -> ZoneInfo | None:
         return None
 
 
+def _sent(extra: Mapping[str, Any], key: str) -> str | None:
+    """The PBX's own value for one of our text fields (`type`, `status`, `did`): a non-empty
+    string, or a whole number as its digits (a PBX's JSON may carry a DID as a number).
+    Anything else (0, false, a list, an object) is not a value for it, and ours serves."""
+    value = extra.get(key)
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool) and value:
+        return str(value)
+    return None
+
+
 def render_record(row: Mapping[str, Any], *, timezone: str | None = None) -> dict[str, Any]:
     """Build the record from a `cdr` row (column names of cdrmodel.db.cdr)."""
     extra: dict[str, Any] = dict(row.get("extra") or {})
@@ -46,10 +58,10 @@ def render_record(row: Mapping[str, Any], *, timezone: str | None = None) -> dic
         time=int(start.timestamp()) if start is not None else None,
         duration=row["duration"],
         ivruniqueid=row.get("external_id") or cdr_id,
-        type=extra.get("type") or ("Incoming Call" if inbound else "Extension Outgoing"),
-        status=extra.get("status")
+        type=_sent(extra, "type") or ("Incoming Call" if inbound else "Extension Outgoing"),
+        status=_sent(extra, "status")
         or STATUS_OF_DISPOSITION.get(row["disposition"], row["disposition"]),
-        did=extra.get("did") or (row["destination_number"] if inbound else ""),
+        did=_sent(extra, "did") or (row["destination_number"] if inbound else ""),
         dialtime=row.get("ring_seconds") or 0,
         price=minor_units(total, currency) if total is not None else 0,
         cdr_id=cdr_id,

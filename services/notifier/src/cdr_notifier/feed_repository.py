@@ -8,38 +8,67 @@ is visible to this statement or never will be, and every transaction still runni
 to come has an id at or above it, so anything it writes sorts after every id answered here.
 A client that asks again from the id after the last one it got therefore misses nothing.
 docs/architecture.md, "The billing feed", has the argument in full.
+
+PostgreSQL writes the page: each record as the JSON document render_record would give
+(`record_sql.record_json_sql`), the page as one JSON array in feed-id order. Python only
+wraps it, so a page of 1,000 records costs the notifier no per-record work.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cdr_notifier.search_repository import RECORD_SOURCE_COLUMNS
-from cdrmodel.db import cdr
-
-# What a record is rendered from, and no more: not `pricing`, the rater's explanation of the
-# price (about 1 KB of JSON a row, which decoding cost more than the rest of the page).
-_FEED_COLUMNS = [cdr.c[name] for name in RECORD_SOURCE_COLUMNS]
+from cdr_notifier.record_sql import record_json_sql, use_zone
+from cdr_notifier.search_repository import driver_connection
 
 # Ids under this are final: no transaction that could still commit one is under it.
-HORIZON: ColumnElement[int] = literal_column(
-    "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)"
-)
+HORIZON = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)"
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    records: str  # a JSON array of the records, each with its feed_id, in feed-id order
+    last_feed_id: int | None  # None when the page is empty
+
+
+@lru_cache(maxsize=64)
+def _page_sql(currency: str) -> str:
+    # The inner SELECT is one range scan of the (database_id, feed_id) index that stops
+    # after `limit` rows; only those rows are rendered.
+    return (
+        "SELECT '[' || coalesce(string_agg(doc, ',' ORDER BY feed_id), '') || ']' AS records,"
+        " max(feed_id) AS last_feed_id"
+        f" FROM (SELECT feed_id, ({record_json_sql(currency)})::text AS doc FROM cdr"
+        f" WHERE database_id = $1 AND feed_id >= $2 AND feed_id < {HORIZON}"
+        " ORDER BY feed_id LIMIT $3) AS page"
+    )
+
+
+def feed_sql(*, database_id: str, from_id: int, limit: int, currency: str) -> tuple[str, list[Any]]:
+    """The page's statement and its parameters (the tenant's currency is tried first when
+    amounts are turned into minor units)."""
+    return _page_sql(currency), [database_id, from_id, limit]
 
 
 async def feed_page(
-    conn: AsyncConnection, *, database_id: str, from_id: int, limit: int
-) -> list[dict[str, Any]]:
+    conn: AsyncConnection,
+    *,
+    database_id: str,
+    from_id: int,
+    limit: int,
+    timezone: str,
+    currency: str,
+) -> FeedPage:
     """Up to `limit` current CDR versions of the tenant with `from_id` <= feed id < horizon,
-    in feed-id order: one range scan of the (database_id, feed_id) index."""
-    stmt = (
-        select(*_FEED_COLUMNS)
-        .where(cdr.c.database_id == database_id, cdr.c.feed_id >= from_id)
-        .where(cdr.c.feed_id < HORIZON)
-        .order_by(cdr.c.feed_id)
-        .limit(limit)
-    )
-    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    in feed-id order, start times shown in `timezone`."""
+    db = await driver_connection(conn)
+    sql, params = feed_sql(database_id=database_id, from_id=from_id, limit=limit, currency=currency)
+    async with db.transaction(readonly=True):
+        await use_zone(db, timezone)
+        row = await db.fetchrow(sql, *params)
+    assert row is not None  # an aggregate answers one row
+    return FeedPage(records=row["records"], last_feed_id=row["last_feed_id"])

@@ -13,8 +13,8 @@ The filters besides the time range (caller, disposition, …) are checked on the
 scan visits.
 
 Export. `COPY (SELECT …) TO STDOUT (FORMAT csv, HEADER)` computes the record's fields in
-SQL (the same values `cdrmodel.record.render_record` gives, `csvout.RECORD_COLUMNS` plus
-`extra`), so Python only passes bytes along: asyncpg hands each chunk it reads to a bounded
+SQL (`record_sql.field_sql`: the values `cdrmodel.record.render_record` gives,
+`csvout.RECORD_COLUMNS` plus `extra`), so Python only passes bytes along: asyncpg hands each chunk it reads to a bounded
 queue and stops reading the socket while the queue is full, and the HTTP response takes
 chunks off it. Memory holds a few chunks whatever the size of the export.
 """
@@ -30,17 +30,13 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
-from babel.numbers import get_currency_precision, list_currencies
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_notifier.csvout import RECORD_COLUMNS, record_header
-from cdrmodel.money import currency_exponent
-from cdrmodel.record import STATUS_OF_DISPOSITION
+from cdr_notifier.record_sql import extra_sql, field_sql, use_zone
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -247,130 +243,15 @@ async def search_page(
     return page, Position(page[-1]["start_time"], page[-1]["cdr_id"])
 
 
-# The export: the record's fields as SQL expressions.
-
-# JSON values Python holds false (None, False, 0, "", [], {}): render_record's `a or b`.
-_FALSY = "ARRAY['null', 'false', '0', '\"\"', '[]', '{}']::jsonb[]"
-# Seed 003 statuses for our dispositions, as cdrmodel.record maps them (the CSV test holds
-# the two equal for every disposition).
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _sent_or(key: str, otherwise: str) -> str:
-    """The PBX's own `key` from extra when it is truthy, else `otherwise` (render_record's
-    `extra.get(key) or …`). The key test (`?`) first: most rows lack it, and it is cheap."""
-    name = _quote(key)
-    return (
-        f"CASE WHEN NOT extra ? {name} THEN {otherwise} "
-        f"WHEN extra -> {name} <> ALL({_FALSY}) THEN extra ->> {name} ELSE {otherwise} END"
-    )
-
-
-@lru_cache(maxsize=1)
-def _odd_exponents() -> tuple[tuple[str, int], ...]:
-    """Currencies whose minor unit is not a hundredth (CLDR's data as babel ships it)."""
-    odd = []
-    for code in sorted(list_currencies()):
-        if len(code) == 3 and code.isalpha() and code.isupper():
-            exponent = int(get_currency_precision(code))
-            if exponent != 2:
-                odd.append((code, exponent))
-    return tuple(odd)
-
-
-def _price(currency: str) -> str:
-    """`price`: the total in the currency's minor unit, half-up (cdrmodel.money.minor_units;
-    PostgreSQL's round() takes halves away from zero, as ROUND_HALF_UP does). The tenant's
-    own currency is tried first: nearly every row has it."""
-    others = " ".join(f"WHEN {_quote(c)} THEN {10**e}" for c, e in _odd_exponents())
-    return (
-        f"coalesce(CASE WHEN currency = {_quote(currency)} "
-        f"THEN round(total * {10 ** currency_exponent(currency)}) "
-        f"ELSE round(total * CASE currency {others} ELSE 100 END) END::bigint, 0)"
-    )
-
-
-_STATUS_SQL = (
-    "CASE disposition "
-    + " ".join(f"WHEN {_quote(d)} THEN {_quote(s)}" for d, s in STATUS_OF_DISPOSITION.items())
-    + " ELSE disposition END"
-)
-# ISO 8601 in the session's zone (set to the tenant's), as datetime.isoformat() writes it:
-# microseconds only when there are any. One to_char per row.
-_ISO = 'YYYY-MM-DD"T"HH24:MI:SS'
-_START = (
-    f"CASE WHEN date_trunc('second', start_time) = start_time "
-    f"THEN to_char(start_time, '{_ISO}TZH:TZM') ELSE to_char(start_time, '{_ISO}.USTZH:TZM') END"
-)
-
-
-def _extra(columns: Sequence[str]) -> str:
-    """What the PBX sent beyond the contract's fields, as one JSON object (or empty)."""
-    known = "ARRAY[" + ", ".join(_quote(c) for c in columns) + "]::text[]"
-    rest = (
-        f"(extra - {known}) || CASE WHEN start_time IS NULL AND start_time_raw <> '' "
-        "THEN jsonb_build_object('start_time_raw', start_time_raw) ELSE '{}'::jsonb END"
-    )
-    return f"nullif({rest}, '{{}}'::jsonb)::text"
-
-
-def _field_sql(currency: str) -> dict[str, str]:
-    eight = "round({}, 8)::text"
-    return {
-        "feed_id": "feed_id",
-        "revision": "revision",
-        "cdr_id": "cdr_id",
-        "external_id": "external_id",
-        "database_id": "database_id",
-        "api_account": "api_account",
-        "account": "account",
-        "extension": "extension",
-        "start_time": _START,
-        "time": "extract(epoch FROM date_trunc('second', start_time))::bigint",
-        "caller": "originating_number",
-        "target": "destination_number",
-        "did": _sent_or(
-            "did", "CASE WHEN direction = 'inbound' THEN destination_number ELSE '' END"
-        ),
-        "duration": "duration",
-        "dialtime": "coalesce(ring_seconds, 0)",
-        "billed_seconds": "coalesce(billed_seconds, 0)",
-        "type": _sent_or(
-            "type",
-            "CASE WHEN direction = 'inbound' THEN 'Incoming Call' ELSE 'Extension Outgoing' END",
-        ),
-        "status": _sent_or("status", _STATUS_SQL),
-        "disposition": "disposition",
-        "direction": "direction",
-        "call_type": "call_type",
-        "call_billing": "call_billing",
-        "destination_name": "destination_name",
-        "matched_prefix": "matched_prefix",
-        "rate": eight.format("rate"),
-        "total": eight.format("total"),
-        "cost": eight.format("cost"),
-        "price": _price(currency),
-        "currency": "coalesce(nullif(currency, ''), 'USD')",
-        "rated": "CASE WHEN rated THEN 'true' ELSE 'false' END",
-        "unrated_reason": "unrated_reason",
-        "ivruniqueid": "coalesce(nullif(external_id, ''), cdr_id::text)",
-        "account_code": "account_code",
-        "record": "recording_url",
-    }
-
-
 def export_sql(
     search: CdrSearch, *, after: Position | None, currency: str
 ) -> list[tuple[str, list[Any]]]:
     """The SELECTs whose rows are the export's lines, in page order: every matching timed
     row from `after` on, then (without a time bound) the untimed ones. Each is one range
     scan of the index, read in its order, so nothing is sorted and rows flow at once."""
-    fields = _field_sql(currency)
+    fields = field_sql(currency)
     select = ", ".join(f'{fields[c]} AS "{c}"' for c in RECORD_COLUMNS)
-    select += f', {_extra(RECORD_COLUMNS)} AS "extra"'
+    select += f', {extra_sql(RECORD_COLUMNS)} AS "extra"'
     ranges: list[_Query] = []
     if after is None or after.start_time is not None:
         ranges.append(_filtered(search, timed=True, after=after))
@@ -378,14 +259,6 @@ def export_sql(
         untimed_after = after if after is not None and after.start_time is None else None
         ranges.append(_filtered(search, timed=False, after=untimed_after))
     return [(f"SELECT {select} FROM cdr WHERE {q.sql} {_ORDER}", q.params) for q in ranges]
-
-
-def _zone_name(timezone: str) -> str:
-    try:
-        ZoneInfo(timezone)
-    except (KeyError, ValueError):
-        return "UTC"  # as render_record: a zone it cannot read shows times in UTC
-    return timezone
 
 
 _DONE = object()
@@ -415,13 +288,7 @@ async def _copy_into(
         async with engine.connect() as conn:
             db = await driver_connection(conn)
             async with db.transaction(isolation="repeatable_read", readonly=True):
-                # The session's zone is what to_char shows start times and offsets in; the
-                # setting ends with the transaction.
-                try:
-                    async with db.transaction():
-                        await db.execute("SELECT set_config('TimeZone', $1, true)", timezone)
-                except asyncpg.InvalidParameterValueError:
-                    await db.execute("SELECT set_config('TimeZone', 'UTC', true)")
+                await use_zone(db, timezone)
                 for name, value in EXPORT_PLANNER.items():
                     await db.execute("SELECT set_config($1, $2, true)", name, value)
                 for n, (sql, params) in enumerate(statements):
@@ -458,7 +325,7 @@ async def export_csv(
     if not statements:  # a cursor past the untimed rows of a search with a time bound
         yield (",".join(record_header()) + "\n").encode()
         return
-    task = asyncio.create_task(_copy_into(engine, queue, statements, _zone_name(timezone)))
+    task = asyncio.create_task(_copy_into(engine, queue, statements, timezone))
     try:
         while True:
             item = await queue.get()
