@@ -10,7 +10,7 @@ A client that asks again from the id after the last one it got therefore misses 
 docs/architecture.md, "The billing feed", has the argument in full.
 
 PostgreSQL writes the page: each record as the JSON document render_record would give
-(`record_sql.record_json_sql`), the page as one JSON array in feed-id order. Python only
+(`record_sql.json_fields` and `json_rest`), the page as one JSON array in feed-id order. Python only
 wraps it, so a page of 1,000 records costs the notifier no per-record work.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cdr_notifier.record_sql import record_json_sql, use_zone
+from cdr_notifier.record_sql import json_fields, json_rest, use_zone
 from cdr_notifier.search_repository import driver_connection
 
 # Ids under this are final: no transaction that could still commit one is under it.
@@ -37,14 +37,25 @@ class FeedPage:
 
 @lru_cache(maxsize=64)
 def _page_sql(currency: str) -> str:
-    # The inner SELECT is one range scan of the (database_id, feed_id) index that stops
-    # after `limit` rows; only those rows are rendered.
+    # `page` is one range scan of the (database_id, feed_id) index that stops after `limit`
+    # rows; only those rows are rendered. row_to_json writes a row of the fields (`f`, the
+    # same columns under their names) in one pass; the few rows with more to say (`rest`,
+    # a JSON object without our field names) get its members spliced in front.
+    fields = json_fields(currency)
+    computed = ", ".join(f'{sql} AS "{name}"' for name, sql in fields.items())
+    named = ", ".join(f'page."{name}"' for name in fields)
+    doc = "row_to_json(f)::text"
+    record = (
+        f"CASE WHEN page.rest IS NULL THEN {doc} ELSE"
+        f" '{{' || substr(page.rest, 2, length(page.rest) - 2) || ',' || substr({doc}, 2) END"
+    )
     return (
-        "SELECT '[' || coalesce(string_agg(doc, ',' ORDER BY feed_id), '') || ']' AS records,"
-        " max(feed_id) AS last_feed_id"
-        f" FROM (SELECT feed_id, ({record_json_sql(currency)})::text AS doc FROM cdr"
+        f"SELECT '[' || coalesce(string_agg({record}, ',' ORDER BY page.feed_id), '') || ']'"
+        " AS records, max(page.feed_id) AS last_feed_id"
+        f" FROM (SELECT {computed}, {json_rest(list(fields))} AS rest FROM cdr"
         f" WHERE database_id = $1 AND feed_id >= $2 AND feed_id < {HORIZON}"
         " ORDER BY feed_id LIMIT $3) AS page"
+        f" CROSS JOIN LATERAL (SELECT {named}) AS f"
     )
 
 

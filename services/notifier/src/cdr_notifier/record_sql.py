@@ -2,7 +2,7 @@
 
 Two readers build records in SQL so that Python only passes bytes along: the CSV export
 (`/v1/cdrs?format=csv`, one column per field, `field_sql`) and the billing feed (one JSON
-document per record, `record_json_sql`). Both give the values render_record gives; the
+document per record, `json_fields` and `json_rest`). Both give the values render_record gives; the
 tests hold them equal field by field on rows that exercise every branch (each disposition,
 the PBX's own `type`/`status`/`did`, odd currencies, untimed rows, recordings, time zones).
 
@@ -137,26 +137,32 @@ def field_sql(currency: str) -> dict[str, str]:
     }
 
 
-def record_json_sql(currency: str) -> str:
-    """The record as one jsonb value, with its feed_id, and render_record's types: numbers
-    as JSON numbers, `rated` a boolean, absent values null, and the PBX's own fields
-    (`extra`) under ours."""
-    fields = field_sql(currency)
+def json_fields(currency: str) -> dict[str, str]:
+    """The fields every record has, with its feed_id, as SQL expressions of the types its
+    JSON carries (render_record's): numbers as numbers, `rated` a boolean, absent values
+    null. `row_to_json` of a row of these, named so, is the record without `json_rest`."""
     typed = {
         "cdr_id": "cdr_id::text",
         "rated": "coalesce(rated, false)",
         "revision": "coalesce(nullif(revision, 0), 1)",
     }
-    # `record` and `start_time_raw` only when there is one (render_record's rule): a row
-    # without a recording keeps a `record` its `extra` held.
-    always = [name for name in fields if name != "record"]
-    pairs = ", ".join(f"{_quote(name)}, {typed.get(name, fields[name])}" for name in always)
+    fields = field_sql(currency)
+    return {name: typed.get(name, sql) for name, sql in fields.items() if name != "record"}
+
+
+def json_rest(names: Sequence[str]) -> str:
+    """The rest of the record beyond the fields `names`, as the text of a JSON object, or
+    NULL when there is none (most rows): what the PBX sent besides our fields, then the raw
+    start time of an untimed row and the recording URL, each only when there is one
+    (render_record's rule: a row without a recording keeps a `record` its `extra` held)."""
+    known = "ARRAY[" + ", ".join(_quote(c) for c in names) + "]::text[]"
     return (
-        f"coalesce(extra, '{{}}'::jsonb) || jsonb_build_object({pairs})"
+        f"nullif((coalesce(extra, '{{}}'::jsonb) - {known})"
         " || CASE WHEN start_time IS NULL AND start_time_raw <> ''"
         " THEN jsonb_build_object('start_time_raw', start_time_raw) ELSE '{}'::jsonb END"
         " || CASE WHEN recording_url <> ''"
-        " THEN jsonb_build_object('record', recording_url) ELSE '{}'::jsonb END"
+        " THEN jsonb_build_object('record', recording_url) ELSE '{}'::jsonb END,"
+        " '{}'::jsonb)::text"
     )
 
 
