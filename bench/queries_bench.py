@@ -13,8 +13,11 @@ beside the 100,000 rows/s target, with the notifier's resident memory during it 
 sampled, VmHWM reset just before) beside the 200 MB target.
 
 How the rows are loaded, and why so. The secondary indexes of `cdr` are dropped before the
-COPY and built again after it (their definitions read back from `pg_indexes`), each build
-timed; the primary key stays. A sorted build writes each index once, compact, and on two
+COPY and built again after it (their definitions read back from the catalog), each build
+timed; the primary key stays. `cdr` is partitioned by month of `cdr_id` (migration
+cdr_partitions): the indexes are the parent's, and dropping or creating one there does so on
+every partition; the rows, with uuid7 ids of now, all land in this month's partition. Sizes
+are the partitions' summed (`pg_partition_tree`): the parent itself stores nothing. A sorted build writes each index once, compact, and on two
 cores it is several times faster than keeping five indexes up to date row by row; the
 primary key stays because `cdr_revision` references it and because cdr ids are uuid7 (in
 load order), so its entries are appended at the right edge anyway. Feed ids are given, not
@@ -237,11 +240,13 @@ class LoadResult:
     index_seconds: dict[str, float]  # each secondary index's build
     vacuum_seconds: float
     table_rows: int  # every row of cdr after the load (the other sections' too)
-    heap_bytes: int  # pg_relation_size('cdr')
+    # Sizes summed over the partitions of cdr (the partitioned parent stores nothing).
+    heap_bytes: int  # pg_relation_size
     toast_bytes: int
     index_bytes: dict[str, int]  # every index of cdr, the primary key included
     indexes_bytes: int  # pg_indexes_size
     total_bytes: int  # pg_total_relation_size
+    partitions: int  # those holding rows
 
     @property
     def rate(self) -> float:
@@ -276,15 +281,31 @@ async def create_tenants(conn: asyncpg.Connection) -> None:
         )
 
 
+# The parent's indexes. Their definitions read `ON ONLY public.cdr` (pg_dump's form, which
+# builds no partition's index): without ONLY, the CREATE builds every partition's.
 _SECONDARY = """
-SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition
+SELECT c.relname AS name,
+       replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ') AS definition
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = 'cdr'::regclass AND NOT i.indisprimary ORDER BY c.relname
 """
+# Each index of the parent: the partitions' indexes attached to it, summed.
 _INDEX_SIZES = """
-SELECT c.relname AS name, pg_relation_size(i.indexrelid) AS bytes
+SELECT c.relname AS name,
+       (SELECT coalesce(sum(pg_relation_size(t.relid)), 0)
+        FROM pg_partition_tree(i.indexrelid) t WHERE t.isleaf) AS bytes
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = 'cdr'::regclass ORDER BY c.relname
+"""
+_SIZES = """
+SELECT coalesce(sum(pg_relation_size(t.relid)), 0) AS heap,
+       coalesce(sum(pg_indexes_size(t.relid)), 0) AS indexes,
+       coalesce(sum(pg_total_relation_size(t.relid)), 0) AS total,
+       coalesce(sum(pg_total_relation_size(nullif(c.reltoastrelid, 0))), 0) AS toast,
+       count(*) FILTER (WHERE c.reltuples > 0) AS partitions,
+       (SELECT count(*) FROM cdr) AS n
+FROM pg_partition_tree('cdr') t JOIN pg_class c ON c.oid = t.relid
+WHERE t.isleaf
 """
 
 
@@ -353,12 +374,7 @@ async def _finish(
         log(f"queries: VACUUM (ANALYZE) cdr in {vacuum:.1f} s")
         await conn.execute("ALTER SYSTEM RESET max_wal_size")
         await conn.execute("SELECT pg_reload_conf()")
-        sizes = await conn.fetchrow(
-            "SELECT pg_relation_size('cdr') AS heap, pg_indexes_size('cdr') AS indexes,"
-            " pg_total_relation_size('cdr') AS total,"
-            " coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0) AS toast,"
-            " (SELECT count(*) FROM cdr) AS n FROM pg_class WHERE oid = 'cdr'::regclass"
-        )
+        sizes = await conn.fetchrow(_SIZES)
         index_bytes = {r["name"]: int(r["bytes"]) for r in await conn.fetch(_INDEX_SIZES)}
         return built, vacuum, sizes, index_bytes
     finally:
@@ -395,6 +411,7 @@ def load_rows(pg_port: int, rows: int, log: Callable[[str], None]) -> LoadResult
         index_bytes=index_bytes,
         indexes_bytes=int(sizes["indexes"]),
         total_bytes=int(sizes["total"]),
+        partitions=int(sizes["partitions"]),
     )
 
 
@@ -848,10 +865,11 @@ def render_section(m: QueriesMeasurements) -> str:
         f" {_n(load.rate)} | |",
         f"| load: building the {len(load.index_seconds)} secondary indexes afterwards, s | |"
         f" {load.build_seconds:.1f} | |",
-        f"| `cdr` after the load ({load.table_rows:,} rows): pg_total_relation_size, MiB | |"
-        f" {_mib(load.total_bytes)} | |",
-        f"| `cdr` heap (pg_relation_size), MiB | | {_mib(load.heap_bytes)} | |",
-        f"| `cdr` indexes (pg_indexes_size), MiB | | {_mib(load.indexes_bytes)} | |",
+        f"| `cdr` after the load ({load.table_rows:,} rows): pg_total_relation_size of its"
+        f" partitions, MiB | | {_mib(load.total_bytes)} | |",
+        f"| `cdr` heap (pg_relation_size of its partitions), MiB | | {_mib(load.heap_bytes)} | |",
+        f"| `cdr` indexes (pg_indexes_size of its partitions), MiB | |"
+        f" {_mib(load.indexes_bytes)} | |",
         *(
             f"| index `{name}`, MiB | | {_mib(size)} | |"
             for name, size in sorted(load.index_bytes.items())
@@ -877,7 +895,9 @@ def render_section(m: QueriesMeasurements) -> str:
         f" then `VACUUM (ANALYZE) cdr` {load.vacuum_seconds:.1f} s (planner statistics, and"
         " hint bits and the visibility map set before, not during, the timed reads). About"
         f" {per_row:,.0f} bytes a row, indexes included; TOAST {_mib(load.toast_bytes)} MiB."
-        " The table also holds the rows the earlier sections left.",
+        " The table also holds the rows the earlier sections left. `cdr` is partitioned by"
+        " month of `cdr_id` (the arrival time), so the rows, all loaded now, sit in one"
+        f" partition; {load.partitions} partitions hold rows, and the sizes are theirs summed.",
         f"- Latency rows: one notifier process (`python -m cdr_notifier`, `CDR_ROLE=api`, one"
         f" uvicorn worker), one request at a time from an aiohttp client, {REQUESTS} timed"
         f" requests of each kind after {WARMUP_REQUESTS} untimed ones, each followed by its"

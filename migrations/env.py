@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from cdrmodel.db import make_engine, metadata
+from cdrmodel.migrate import COMPARISON_OPTIONS
 
 config = context.config
 target_metadata = metadata
@@ -19,7 +20,12 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        **COMPARISON_OPTIONS,  # the partitions of cdr left out
+    )
     with context.begin_transaction():
         context.run_migrations()
 

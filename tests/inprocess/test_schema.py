@@ -1,4 +1,5 @@
-"""The migrations build exactly the schema `cdrmodel.db.metadata` describes."""
+"""The migrations build exactly the schema `cdrmodel.db.metadata` describes (the partitions
+of `cdr`, made at run time, aside)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from cdrmodel.db import make_engine, metadata
+from cdrmodel.migrate import COMPARISON_OPTIONS
 from tests.conftest import Infra
 
 
 def _diff(conn: Connection) -> list[Any]:
-    context = MigrationContext.configure(conn, opts={"compare_server_default": False})
+    context = MigrationContext.configure(
+        conn, opts={"compare_server_default": False, **COMPARISON_OPTIONS}
+    )
     return [d for d in compare_metadata(context, metadata) if not _is_alembic_version(d)]
 
 

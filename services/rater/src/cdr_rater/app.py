@@ -13,6 +13,7 @@ from cdr_rater.admin.rerate_routes import router as rerate_router
 from cdr_rater.admin.routes import router as admin_router
 from cdr_rater.consumer import consume
 from cdr_rater.deps import RaterLifespanState, RaterState
+from cdr_rater.partitions import PartitionMaker
 from cdr_rater.plans import PlanCache
 from cdr_rater.quote_routes import router as quote_router
 from cdr_rater.rerate import Publisher, Rerater, run_rerating
@@ -62,7 +63,7 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
             batch=settings.rerate_batch,
         )
         clients = {"producer": producer.connected}
-        # The worker loops: rating cdr.submitted.v1, and re-rating after configuration changes
+        # The worker loops: rating cdr.submitted.v1, re-rating after configuration changes
         # (an `api` process's admin writes bump tenant.config_version in the database, which
         # is how the workers learn of them: nothing needs to pass between the processes).
         if settings.runs_workers:
@@ -91,6 +92,15 @@ def create_app(settings: RaterSettings | None = None) -> FastAPI:
                     republish_after=settings.rerate_republish_seconds,
                 ),
             )
+            # Next months' partitions of cdr, made ahead (every replica: one makes each).
+            partitions = PartitionMaker(
+                engine,
+                ahead=settings.partitions_ahead,
+                lock_timeout=settings.partition_lock_timeout_seconds,
+                interval=settings.partition_interval_seconds,
+                retry=settings.partition_retry_seconds,
+            )
+            supervisor.spawn("partitions", partitions.run())
         ops = service_ops(
             admin_token=settings.admin_token,
             engine=engine,

@@ -1,15 +1,17 @@
 """SQL of the rater: a tenant's whole rating configuration (for cdr_rater.plans), the
-versions that say when to reload it, and storing rated CDRs."""
+versions that say when to reload it, storing rated CDRs, and creating the partitions of
+`cdr` ahead."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import date
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, Text, any_, bindparam, select, tuple_
+from sqlalchemy import Row, Text, any_, bindparam, select, text, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -229,3 +231,19 @@ async def load_tenant_config(
         routes={key[1]: deck for key, (_, deck) in decks.items() if key[0] == "route"},
     )
     return dict(row._mapping), plan, decks, defaults
+
+
+# -- the partitions of cdr (cdr_rater.partitions) -------------------------------------------
+
+
+async def create_month_partition(conn: AsyncConnection, *, month: date, lock_timeout: float) -> str:
+    """`cdr_create_month_partition` (migration cdr_partitions) in the caller's transaction,
+    waiting at most `lock_timeout` seconds for each lock: `created`, `exists`, `busy`,
+    `default_has_rows` or `name_taken`; a lock not granted in time raises (SQLSTATE 55P03)."""
+    # SET takes no parameters; set_config(..., true) is SET LOCAL with one.
+    await conn.execute(
+        text("SELECT set_config('lock_timeout', :ms, true)"),
+        {"ms": f"{max(1, round(lock_timeout * 1000))}ms"},
+    )
+    outcome = await conn.scalar(text("SELECT cdr_create_month_partition(:month)"), {"month": month})
+    return str(outcome)

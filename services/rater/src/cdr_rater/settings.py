@@ -20,3 +20,25 @@ class RaterSettings(CommonSettings):
     rerate_republish_seconds: float = Field(
         30.0, gt=0, description="Age after which a re-rate whose ack was lost is published again."
     )
+    partitions_ahead: int = Field(
+        3,
+        ge=1,
+        le=24,
+        description="Months after the current one whose `cdr` partitions are made ahead.",
+    )
+    partition_interval_seconds: float = Field(
+        86400.0, gt=0, description="Seconds between two rounds of making `cdr` partitions."
+    )
+    partition_retry_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds before a round that could not take its locks (or reach the "
+        "database) is tried again.",
+    )
+    partition_lock_timeout_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How long making a partition may wait for its locks (while it waits, the "
+        "reads of cdr_default queue behind it).",
+    )
