@@ -408,6 +408,10 @@ def steady_window(samples: list[Sample]) -> tuple[float, int, float]:
     reached = samples[-1][1]
     lo = next(s for s in samples if s[1] >= 0.1 * reached)
     hi = next(s for s in samples if s[1] >= 0.9 * reached)
+    if hi[0] <= lo[0]:
+        # Both marks passed within one poll (a poll that took seconds was seen here once in
+        # a dozen runs): the whole run, from the start to the last sample, rather than 0/s.
+        lo, hi = samples[0], samples[-1]
     return hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]
 
 
