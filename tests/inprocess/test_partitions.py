@@ -195,6 +195,16 @@ async def test_the_task_creates_the_missing_months_once(db: Db) -> None:
     assert indexes == await db.value("SELECT count(*) FROM pg_indexes WHERE tablename = 'cdr'")
 
 
+async def test_the_task_keeps_statistics_of_the_whole_table(db: Db) -> None:
+    # Autovacuum never analyzes a partitioned table itself: the task does, after each round.
+    stats = "SELECT count(*) FROM pg_stats WHERE tablename = 'cdr' AND inherited"
+    await db.sql("DELETE FROM pg_statistic WHERE starelid = 'cdr'::regclass")
+    assert await db.value(stats) == 0
+    await insert(db, new_cdr_id())
+    await maker(db).refresh_statistics()
+    assert await db.value(stats) > 0
+
+
 async def test_a_month_whose_rows_are_already_in_the_default_is_skipped_and_they_stay(
     db: Db, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -247,3 +247,8 @@ async def create_month_partition(conn: AsyncConnection, *, month: date, lock_tim
     )
     outcome = await conn.scalar(text("SELECT cdr_create_month_partition(:month)"), {"month": month})
     return str(outcome)
+
+
+async def analyze_cdr(conn: AsyncConnection) -> None:
+    """Statistics of `cdr` as a whole, and of each of its partitions (cdr_rater.partitions)."""
+    await conn.execute(text("ANALYZE cdr"))
