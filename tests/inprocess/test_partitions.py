@@ -25,7 +25,7 @@ from cdrmodel.db import asyncpg_dsn, make_engine
 from cdrmodel.events import new_cdr_id
 from cdrmodel.kafka import ALL_TOPICS, ensure_topics, topic_name
 from tests.conftest import Infra
-from tests.helpers import wait_for
+from tests.helpers import uuid7_at, wait_for
 
 TENANT = "PARTS"
 # A UUIDv4 (RFC 9562's example) whose first 48 bits read as a millisecond of the year 8,600:
@@ -63,13 +63,6 @@ async def db(infra: Infra, inproc_template: str) -> AsyncIterator[Db]:
             await found.engine.dispose()
     finally:
         await infra.admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def uuid7_at(at: datetime) -> uuid.UUID:
-    """A UUIDv7 of the millisecond `at` (random bits from uuid4)."""
-    ms = int(at.timestamp() * 1000)
-    rand = uuid.uuid4().int & ((1 << 80) - 1) & ~(0xF << 76) & ~(0b11 << 62)
-    return uuid.UUID(int=(ms << 80) | rand | (0x7 << 76) | (0b10 << 62))
 
 
 def cdr_row(cdr_id: uuid.UUID) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from cdr_notifier.search_repository import (
 )
 from cdrmodel.db import asyncpg_dsn, make_engine
 from tests.conftest import Infra
+from tests.helpers import uuid7_at
 from tests.plans import plan_nodes, reads_cdr, tiny_partitions
 
 BIG = "PLANBIG"
@@ -87,13 +88,6 @@ COLUMNS = (
 )
 DISPOSITIONS = ["ANSWERED"] * 6 + ["NO ANSWER", "BUSY", "FAILED", "CONGESTION"]
 CALL_TYPES = ["S"] * 5 + ["I", "M", "L", "IB", "2T"]
-
-
-def uuid7_at(at: datetime, rand: random.Random) -> uuid.UUID:
-    """A UUIDv7 of the millisecond `at`, as ingest gives a CDR it accepts then."""
-    ms = int(at.timestamp() * 1000)
-    bits = (ms << 80) | (0x7 << 76) | (rand.getrandbits(12) << 64) | (0b10 << 62)
-    return uuid.UUID(int=bits | rand.getrandbits(62))
 
 
 # A UUIDv4's first 48 bits read as a millisecond of a random year up to 10889: about 1 in

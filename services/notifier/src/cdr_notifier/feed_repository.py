@@ -10,8 +10,9 @@ A client that asks again from the id after the last one it got therefore misses 
 docs/architecture.md, "The billing feed", has the argument in full.
 
 PostgreSQL writes the page: each record as the JSON document render_record would give
-(`record_sql.json_fields` and `json_rest`), the page as one JSON array in feed-id order. Python only
-wraps it, so a page of 1,000 records costs the notifier no per-record work.
+(`record_sql.json_fields`, with `rest_sql` spliced in), the page as one JSON array in
+feed-id order. Python only wraps it, so a page of 1,000 records costs the notifier no
+per-record work.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cdr_notifier.record_sql import json_fields, json_rest, use_zone
+from cdr_notifier.record_sql import json_fields, rest_sql, use_zone
 from cdr_notifier.search_repository import driver_connection
 
 # Ids under this are final: no transaction that could still commit one is under it.
@@ -52,7 +53,7 @@ def _page_sql(currency: str) -> str:
     return (
         f"SELECT '[' || coalesce(string_agg({record}, ',' ORDER BY page.feed_id), '') || ']'"
         " AS records, max(page.feed_id) AS last_feed_id"
-        f" FROM (SELECT {computed}, {json_rest(list(fields))} AS rest FROM cdr"
+        f" FROM (SELECT {computed}, {rest_sql(list(fields), recording=True)} AS rest FROM cdr"
         f" WHERE database_id = $1 AND feed_id >= $2 AND feed_id < {HORIZON}"
         " ORDER BY feed_id LIMIT $3) AS page"
         f" CROSS JOIN LATERAL (SELECT {named}) AS f"

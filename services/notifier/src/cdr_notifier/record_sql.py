@@ -2,9 +2,10 @@
 
 Two readers build records in SQL so that Python only passes bytes along: the CSV export
 (`/v1/cdrs?format=csv`, one column per field, `field_sql`) and the billing feed (one JSON
-document per record, `json_fields` and `json_rest`). Both give the values render_record gives; the
-tests hold them equal field by field on rows that exercise every branch (each disposition,
-the PBX's own `type`/`status`/`did`, odd currencies, untimed rows, recordings, time zones).
+document per record, `json_fields`), each with the rest of the record (`rest_sql`). Both give
+the values render_record gives; the tests hold them equal field by field on rows that take
+every branch (each disposition, the PBX's own `type`/`status`/`did`, odd currencies, untimed
+rows, recordings, time zones).
 
 Times: `start_time` is shown in the session's `TimeZone`, which `use_zone` sets for the
 reading transaction to the tenant's.
@@ -86,14 +87,25 @@ _TYPE_DEFAULT = "CASE WHEN direction = 'inbound' THEN 'Incoming Call' ELSE 'Exte
 _EIGHT = "round({}, 8)::text"
 
 
-def extra_sql(columns: Sequence[str]) -> str:
-    """What the PBX sent beyond the contract's fields, as one JSON object (or empty)."""
+def rest_sql(columns: Sequence[str], *, recording: bool) -> str:
+    """What a record holds beyond the fields `columns`, as the text of a JSON object, or NULL
+    when there is nothing (most rows): what the PBX sent besides those fields, then the raw
+    start time of an untimed row and, with `recording`, the recording URL, each only when
+    there is one (render_record's rule: a row without a recording keeps a `record` its
+    `extra` held). The CSV export's `extra` column (its `record` is a column of its own) and
+    what the feed splices into each record's JSON."""
     known = "ARRAY[" + ", ".join(_quote(c) for c in columns) + "]::text[]"
-    rest = (
-        f"(extra - {known}) || CASE WHEN start_time IS NULL AND start_time_raw <> '' "
-        "THEN jsonb_build_object('start_time_raw', start_time_raw) ELSE '{}'::jsonb END"
-    )
-    return f"nullif({rest}, '{{}}'::jsonb)::text"
+    parts = [
+        f"(coalesce(extra, '{{}}'::jsonb) - {known})",
+        "CASE WHEN start_time IS NULL AND start_time_raw <> ''"
+        " THEN jsonb_build_object('start_time_raw', start_time_raw) ELSE '{}'::jsonb END",
+    ]
+    if recording:
+        parts.append(
+            "CASE WHEN recording_url <> ''"
+            " THEN jsonb_build_object('record', recording_url) ELSE '{}'::jsonb END"
+        )
+    return f"nullif({' || '.join(parts)}, '{{}}'::jsonb)::text"
 
 
 def field_sql(currency: str) -> dict[str, str]:
@@ -140,7 +152,7 @@ def field_sql(currency: str) -> dict[str, str]:
 def json_fields(currency: str) -> dict[str, str]:
     """The fields every record has, with its feed_id, as SQL expressions of the types its
     JSON carries (render_record's): numbers as numbers, `rated` a boolean, absent values
-    null. `row_to_json` of a row of these, named so, is the record without `json_rest`."""
+    null. `row_to_json` of a row of these, named so, is the record but for `rest_sql`."""
     typed = {
         "cdr_id": "cdr_id::text",
         "rated": "coalesce(rated, false)",
@@ -150,23 +162,7 @@ def json_fields(currency: str) -> dict[str, str]:
     return {name: typed.get(name, sql) for name, sql in fields.items() if name != "record"}
 
 
-def json_rest(names: Sequence[str]) -> str:
-    """The rest of the record beyond the fields `names`, as the text of a JSON object, or
-    NULL when there is none (most rows): what the PBX sent besides our fields, then the raw
-    start time of an untimed row and the recording URL, each only when there is one
-    (render_record's rule: a row without a recording keeps a `record` its `extra` held)."""
-    known = "ARRAY[" + ", ".join(_quote(c) for c in names) + "]::text[]"
-    return (
-        f"nullif((coalesce(extra, '{{}}'::jsonb) - {known})"
-        " || CASE WHEN start_time IS NULL AND start_time_raw <> ''"
-        " THEN jsonb_build_object('start_time_raw', start_time_raw) ELSE '{}'::jsonb END"
-        " || CASE WHEN recording_url <> ''"
-        " THEN jsonb_build_object('record', recording_url) ELSE '{}'::jsonb END,"
-        " '{}'::jsonb)::text"
-    )
-
-
-def zone_name(timezone: str) -> str:
+def _zone_name(timezone: str) -> str:
     """The zone to show times in: the tenant's, or UTC for a name Python cannot read (as
     render_record does)."""
     try:
@@ -183,6 +179,6 @@ async def use_zone(db: asyncpg.Connection, timezone: str) -> None:
     a savepoint keeps that refusal from aborting the transaction, and UTC serves."""
     try:
         async with db.transaction():
-            await db.execute("SELECT set_config('TimeZone', $1, true)", zone_name(timezone))
+            await db.execute("SELECT set_config('TimeZone', $1, true)", _zone_name(timezone))
     except asyncpg.InvalidParameterValueError:
         await db.execute("SELECT set_config('TimeZone', 'UTC', true)")

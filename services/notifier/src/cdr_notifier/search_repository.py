@@ -14,9 +14,9 @@ scan visits.
 
 Export. `COPY (SELECT …) TO STDOUT (FORMAT csv, HEADER)` computes the record's fields in
 SQL (`record_sql.field_sql`: the values `cdrmodel.record.render_record` gives,
-`csvout.RECORD_COLUMNS` plus `extra`), so Python only passes bytes along: asyncpg hands each chunk it reads to a bounded
-queue and stops reading the socket while the queue is full, and the HTTP response takes
-chunks off it. Memory holds a few chunks whatever the size of the export.
+`csvout.RECORD_COLUMNS` plus `extra`), so Python only passes bytes along: asyncpg hands
+each chunk it reads to a bounded queue and stops reading the socket while the queue is
+full, and the HTTP response takes chunks off it. Memory holds a few chunks whatever the size of the export.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cdr_notifier.csvout import RECORD_COLUMNS, record_header
-from cdr_notifier.record_sql import extra_sql, field_sql, use_zone
+from cdr_notifier.record_sql import field_sql, rest_sql, use_zone
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -251,7 +251,7 @@ def export_sql(
     scan of the index, read in its order, so nothing is sorted and rows flow at once."""
     fields = field_sql(currency)
     select = ", ".join(f'{fields[c]} AS "{c}"' for c in RECORD_COLUMNS)
-    select += f', {extra_sql(RECORD_COLUMNS)} AS "extra"'
+    select += f', {rest_sql(RECORD_COLUMNS, recording=False)} AS "extra"'
     ranges: list[_Query] = []
     if after is None or after.start_time is not None:
         ranges.append(_filtered(search, timed=True, after=after))
